@@ -1,0 +1,1 @@
+"""Subcommands of `genshop`; each module defines NAME, HELP, add_arguments(parser), run(args)."""

@@ -1,0 +1,117 @@
+"""The HTML report every command that writes a run uses: tables and PNG plots, viewable offline."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from genshop.claims import CLAIMS, Verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from genshop.tour import SectionOutcome, Table
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.holds { background: #e3f6e3; } .does-not-hold { background: #fbe3e3; }
+.untested-yet { color: #777; } .failed { background: #fbe3e3; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
+pre { background: #f7f7f7; padding: 0.5rem; overflow-x: auto; }
+"""
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for v in row:
+            cls = ' class="num"' if isinstance(v, int | float) and not isinstance(v, bool) else ""
+            cells.append(f"<td{cls}>{html.escape(format_value(v))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
+    return (f"<h3>{html.escape(table.title)}</h3><table><tr>{head}</tr>{''.join(body)}</table>"
+            f"{note}")
+
+
+def claims_html(outcomes: Sequence[SectionOutcome]) -> str:
+    verdicts: dict[str, Verdict] = {}
+    for o in outcomes:
+        if o.result is not None:
+            verdicts |= o.result.claims
+    rows = []
+    for claim in CLAIMS:
+        v = verdicts.get(claim.id, Verdict("untested yet", ""))
+        cls = v.status.replace(" ", "-")
+        rows.append(f"<tr class='{cls}'><td>{html.escape(claim.post)}</td>"
+                    f"<td>{html.escape(claim.text)}</td><td>{html.escape(v.measurement)}</td>"
+                    f"<td>{html.escape(v.status)}</td></tr>")
+    return ("<h2>Claims of the posts</h2><table><tr><th>post</th><th>claim</th>"
+            f"<th>measurement</th><th>verdict</th></tr>{''.join(rows)}</table>")
+
+
+def section_html(o: SectionOutcome, run_dir: Path) -> str:
+    parts = [f"<h2 id='{o.section.name}'>{html.escape(o.section.title)}</h2>",
+             f"<p><code>--only {o.section.name}</code> · {o.seconds:.1f} s</p>"]
+    if o.result is None:
+        parts.append(f"<p class='failed'>This section failed.</p><pre>{html.escape(o.error)}</pre>")
+        return "".join(parts)
+    if o.result.summary:
+        parts.append(f"<p>{html.escape(o.result.summary)}</p>")
+    parts += [table_html(t) for t in o.result.tables]
+    parts += [f"<img src='{html.escape(str(p.relative_to(run_dir)))}' alt='{html.escape(p.stem)}'>"
+              for p in o.result.figures]
+    return "".join(parts)
+
+
+def write_report(run_dir: Path, outcomes: Sequence[SectionOutcome],
+                 title: str = "genshop tour") -> Path:
+    """Write `run_dir/index.html`: the claims table, a timing table, then each section."""
+    timing = "".join(
+        f"<tr class='{'' if o.ok else 'failed'}'><td><a href='#{o.section.name}'>"
+        f"{o.section.name}</a></td><td>{'ok' if o.ok else 'failed'}</td>"
+        f"<td class='num'>{o.seconds:.1f}</td></tr>" for o in outcomes)
+    total = sum(o.seconds for o in outcomes)
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+           f"<p>Written {datetime.now():%Y-%m-%d %H:%M:%S}.</p>{claims_html(outcomes)}"
+           f"<h2>Sections</h2><table><tr><th>section</th><th>status</th><th>seconds</th></tr>"
+           f"{timing}<tr><td>total</td><td></td><td class='num'>{total:.1f}</td></tr></table>"
+           f"{''.join(section_html(o, run_dir) for o in outcomes)}</body></html>")
+    path = run_dir / "index.html"
+    path.write_text(doc, encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""Tour sections; each module registers its sections with `genshop.tour.section`."""
