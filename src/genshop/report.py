@@ -106,12 +106,17 @@ def write_report(run_dir: Path, outcomes: Sequence[SectionOutcome],
         f"{o.section.name}</a></td><td>{'ok' if o.ok else 'failed'}</td>"
         f"<td class='num'>{o.seconds:.1f}</td></tr>" for o in outcomes)
     total = sum(o.seconds for o in outcomes)
+    body = (f"{claims_html(outcomes)}"
+            f"<h2>Sections</h2><table><tr><th>section</th><th>status</th><th>seconds</th></tr>"
+            f"{timing}<tr><td>total</td><td></td><td class='num'>{total:.1f}</td></tr></table>"
+            f"{''.join(section_html(o, run_dir) for o in outcomes)}")
+    return write_page(run_dir / "index.html", title, body)
+
+
+def write_page(path: Path, title: str, body: str) -> Path:
+    """Write a self-contained HTML page (the report's style, a title, a date, then `body`)."""
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-           f"<p>Written {datetime.now():%Y-%m-%d %H:%M:%S}.</p>{claims_html(outcomes)}"
-           f"<h2>Sections</h2><table><tr><th>section</th><th>status</th><th>seconds</th></tr>"
-           f"{timing}<tr><td>total</td><td></td><td class='num'>{total:.1f}</td></tr></table>"
-           f"{''.join(section_html(o, run_dir) for o in outcomes)}</body></html>")
-    path = run_dir / "index.html"
+           f"<p>Written {datetime.now():%Y-%m-%d %H:%M:%S}.</p>{body}</body></html>")
     path.write_text(doc, encoding="utf-8")
     return path
