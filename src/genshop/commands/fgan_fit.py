@@ -1,0 +1,37 @@
+"""`genshop fgan-fit`: fit N(mu, sigma) to a 1-D mixture by f-GAN and compare with the exact fit.
+
+Post: f-GAN introduction (kexue.fm archives/6016); experiment of Nowozin et al. 2016, Sec. 4.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "fgan-fit"
+HELP = "fit a Gaussian to a two-mode mixture by f-GAN and compare with argmin D_f"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--divergence", default="kl",
+                   help="a divergence name (see `genshop divergences`) or alpha:<a>")
+    p.add_argument("--steps", type=int, default=800, help="f-GAN training steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/fgan-fit"),
+                   help="folder for the PNG of the fit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from genshop import divergences, fgan_fit
+    from genshop.errors import BadInputError
+
+    divergences.get(args.divergence)  # unknown name -> one-line error listing the names
+    if args.steps < 1:
+        raise BadInputError(f"--steps must be a positive integer, got {args.steps}")
+    row = fgan_fit.compare(args.divergence, steps=args.steps, seed=args.seed)
+    print(" | ".join(fgan_fit.COLUMNS))
+    print(" | ".join(str(c) for c in row.cells()))
+    safe = args.divergence.replace(":", "_")
+    png = fgan_fit.plot_fits([row], args.out / f"fgan-fit-{safe}.png")
+    print(f"plot: {png.resolve()}")
+    return 0
