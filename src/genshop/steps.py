@@ -1,0 +1,320 @@
+"""GAN update steps: the usual alternating step and the single-loss (fused) step.
+
+Post: "巧断梯度：单个loss实现GAN模型" (Clever gradient stopping: a GAN with a single loss),
+Scientific Spaces, kexue.fm archives/6387. The post builds one scalar whose gradient is the D-loss
+gradient for D and the G-loss gradient for G, with G_ng(z) = stop_gradient(G(z)):
+
+    L = L_D(D, G_ng) + λ·[L_G(D, G) − L_G(D, G_ng)].
+
+The bracket is zero in value, and its D-gradient cancels — but only when both critic calls compute
+the same function: a stochastic critic (dropout) draws two different masks and the cancellation
+breaks (`subtraction_loss` keeps the post's form to show it). `fused_loss` gets the same gradients
+exactly for any critic by stopping the gradient on the critic's *parameters* instead:
+
+    L = L_D(D, G_ng) + [L_G(D_ng, G) − stop_gradient(L_G(D_ng, G))],
+
+where D_ng is the critic with its parameters excluded from autograd. The bracket is again zero in
+value (so L equals the D loss, as the post notes for logging), only G gets its gradient, and every
+critic call happens once, in the same order as in `separate_losses`, so dropout masks, BatchNorm
+batch statistics and running averages are the same. λ is replaced by per-group learning rates
+(`fused_optimizer`): λ scales G's learning rate under SGD, but RMSprop and Adam divide it away.
+
+Critic calls are arranged as: D(x_r) and D(G_ng(z)) [one call on the concatenation when the critic
+treats samples independently, see `is_per_sample`], then the gradient penalty's D(x̂) if the loss
+has one, then D_ng(G(z)). The G loss reuses the real logits D(x_r) with their gradient stopped.
+For per-sample critics the fused step can also share one forward D(G(z)) between both terms
+(`share_critic_forward`, on by default for convolutional critics): the parameter gradient and
+the input gradient then come from two backward chains through the same activations.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import _SpectralNorm as _SpectralNormParametrization
+from torch.nn.utils.spectral_norm import SpectralNorm as _SpectralNormHook
+
+from genshop.errors import BadInputError
+from genshop.losses import GanLoss, gradient_penalty
+
+_BATCH_COUPLED_OR_RANDOM = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd,
+                            nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def is_per_sample(D: nn.Module) -> bool:
+    """True when no BatchNorm, dropout or spectral-norm layer of D is in training mode.
+
+    Then D is a fixed function applied to each sample alone, D(cat[a, b]) = cat[D(a), D(b)], and
+    one call may serve both batches. Spectral norm counts as stateful: in training mode every call
+    runs a power iteration that changes the weight the next call uses. Custom layers that mix
+    samples or draw random numbers are not detected: put such a critic in a module that contains
+    a dropout or BatchNorm layer, or keep it out of training mode.
+    """
+    return not any(m.training and (isinstance(m, _BATCH_COUPLED_OR_RANDOM) or _spectral(m))
+                   for m in D.modules())
+
+
+def _spectral(m: nn.Module) -> bool:
+    """A layer under `nn.utils.parametrizations.spectral_norm` or the older hook version."""
+    if isinstance(m, _SpectralNormParametrization):
+        return True
+    return any(isinstance(h, _SpectralNormHook) for h in m._forward_pre_hooks.values())
+
+
+@contextmanager
+def parameters_frozen(module: nn.Module) -> Iterator[None]:
+    """Calls inside record no gradient path to `module`'s parameters (they act as constants).
+
+    Equivalent to `torch.func.functional_call` with detached parameters, without the
+    re-parametrisation cost; buffers (BatchNorm running statistics) update as usual.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def critic_outputs(D: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    """(D(real), D(fake)), from one call on the concatenation when `is_per_sample(D)`."""
+    if not is_per_sample(D):
+        return D(real), D(fake)
+    out = D(torch.cat([real, fake]))
+    return out[: real.shape[0]], out[real.shape[0]:]
+
+
+def critic_loss(D: nn.Module, loss: GanLoss, real: Tensor, fake_ng: Tensor, d_real: Tensor,
+                d_fake: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(L_D + λ·GP, GP): the critic loss with the loss's gradient penalty, if it has one."""
+    d_loss = loss.d_loss(d_real, d_fake)
+    if not loss.gp_weight:
+        return d_loss, None
+    penalty = gradient_penalty(D, real, fake_ng)
+    return d_loss + loss.gp_weight * penalty, penalty
+
+
+@dataclass
+class _Terms:
+    d_loss: Tensor
+    g_loss: Tensor
+    d_real: Tensor
+    d_fake: Tensor
+    penalty: Tensor | None
+
+
+class _SplitGradientCall(torch.autograd.Function):
+    """y = D(x) computed once and returned twice: gradients reaching the first copy go to D's
+    parameters only, gradients reaching the second go to x only.
+
+    Equal to (D(x.detach()), D_ng(x)) for a per-sample deterministic critic, with one critic
+    forward instead of two; the backward runs the parameter chain and the input chain separately.
+    """
+
+    @staticmethod
+    def forward(ctx, D: nn.Module, x: Tensor, *params: Tensor) -> tuple[Tensor, Tensor]:
+        x_leaf = x.detach().requires_grad_(x.requires_grad)
+        with torch.enable_grad():
+            y = D(x_leaf)
+        ctx.graph = (y, x_leaf, params)
+        out = y.detach()
+        return out, out.clone()
+
+    @staticmethod
+    def backward(ctx, grad_params_side: Tensor, grad_input_side: Tensor):
+        y, x_leaf, params = ctx.graph  # kept while the outer graph is, for retain_graph
+        grad_params = torch.autograd.grad(y, params, grad_params_side, retain_graph=True,
+                                          materialize_grads=True) if params else ()
+        grad_x = (torch.autograd.grad(y, x_leaf, grad_input_side, retain_graph=True)[0]
+                  if x_leaf.requires_grad else None)
+        return (None, grad_x, *grad_params)
+
+
+def shares_critic_forward(D: nn.Module) -> bool:
+    """The default of `share_critic_forward`: a per-sample critic with a convolution layer.
+
+    Sharing saves one critic forward on the fake batch but costs two re-entrant autograd calls
+    (a few tenths of a millisecond on CPU); in benchmarks/fused_vs_alternating.py that pays for
+    the 28×28 DCGAN critic and not for the small 2-D MLP critic.
+    """
+    return is_per_sample(D) and any(isinstance(m, nn.modules.conv._ConvNd) for m in D.modules())
+
+
+def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *,
+           frozen_critic: bool, share_critic_forward: bool = False) -> _Terms:
+    """L_D(D, G_ng) and L_G from one G forward, critic calls in the order the module gives.
+
+    `frozen_critic`: L_G = L_G(D_ng, G) with stopped real logits; else L_G(D, G).
+    `share_critic_forward` (needs `frozen_critic` and a per-sample critic): one critic forward on
+    the fake batch serves both losses through `_SplitGradientCall`.
+    """
+    fake = G(z)
+    fake_ng = fake.detach()
+    if share_critic_forward:
+        if not (frozen_critic and is_per_sample(D)):
+            raise BadInputError("share_critic_forward needs a critic without BatchNorm, dropout "
+                                "or spectral norm in training mode (see steps.is_per_sample); "
+                                "leave it at None to choose automatically")
+        d_real = D(real)
+        d_fake_ng, d_fake = _SplitGradientCall.apply(
+            D, fake, *(p for p in D.parameters() if p.requires_grad))
+        d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
+        return _Terms(d_loss, loss.g_loss(d_real.detach(), d_fake), d_real, d_fake_ng, penalty)
+    d_real, d_fake_ng = critic_outputs(D, real, fake_ng)
+    d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
+    if frozen_critic:
+        with parameters_frozen(D):
+            g_loss = loss.g_loss(d_real.detach(), D(fake))
+    else:
+        g_loss = loss.g_loss(d_real, D(fake))
+    return _Terms(d_loss, g_loss, d_real, d_fake_ng, penalty)
+
+
+def _share(D: nn.Module, share_critic_forward: bool | None) -> bool:
+    return shares_critic_forward(D) if share_critic_forward is None else share_critic_forward
+
+
+def _zero_valued(x: Tensor) -> Tensor:
+    """x − stop_gradient(x): exactly 0 in value, the gradient of x."""
+    return x - x.detach()
+
+
+def separate_losses(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor,
+                    z: Tensor) -> tuple[Tensor, Tensor]:
+    """(L_D(D, G_ng), L_G(D, G)) from one G forward: the two-loss reference.
+
+    Use ∇_D of the first and ∇_G of the second (the second also reaches D's parameters).
+    """
+    t = _terms(G, D, loss, real, z, frozen_critic=False)
+    return t.d_loss, t.g_loss
+
+
+def fused_loss(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *,
+               share_critic_forward: bool | None = None) -> Tensor:
+    """L = L_D(D, G_ng) + [L_G(D_ng, G) − stop_gradient(L_G(D_ng, G))], one G forward.
+
+    One backward leaves ∇_D L_D in D's parameters and ∇_G L_G in G's, exactly as
+    `separate_losses` for any critic (BatchNorm, dropout, gradient penalty); the value is L_D.
+    `share_critic_forward`: compute D(G(z)) once for both terms (per-sample critics only);
+    None chooses by `shares_critic_forward(D)`. The gradients are the same either way.
+    """
+    t = _terms(G, D, loss, real, z, frozen_critic=True,
+               share_critic_forward=_share(D, share_critic_forward))
+    return t.d_loss + _zero_valued(t.g_loss)
+
+
+def subtraction_loss(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor,
+                     z: Tensor) -> Tensor:
+    """The post's construction L = L_D(D, G_ng) + L_G(D, G) − L_G(D, G_ng), with λ = 1.
+
+    Exact for deterministic critics; with dropout the two critic calls on the fake batch draw
+    different masks, so the bracket is not zero and leaks gradient into D. Kept for comparison.
+    """
+    t = _terms(G, D, loss, real, z, frozen_critic=False)
+    return t.d_loss + t.g_loss - loss.g_loss(t.d_real, t.d_fake)
+
+
+SingleLoss = Callable[[nn.Module, nn.Module, GanLoss, Tensor, Tensor], Tensor]
+
+
+def gradient_gap(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor,
+                 construction: SingleLoss = fused_loss, seed: int = 0) -> dict[str, float]:
+    """How far one backward of `construction` is from the two-loss gradients.
+
+    Runs `separate_losses` and `construction` on deep copies of G and D with the global RNG
+    seeded to `seed` before each (same dropout masks and penalty points), leaving the caller's
+    nets and RNG untouched. Returns max |Δ∇_D| (vs ∇_D L_D), max |Δ∇_G| (vs ∇_G L_G) and
+    |value − L_D| as d_grad, g_grad, value.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G1, D1 = copy.deepcopy(G), copy.deepcopy(D)
+        d_loss, g_loss = separate_losses(G1, D1, loss, real, z)
+        ref_d = _grads(d_loss, D1, retain_graph=True)
+        ref_g = _grads(g_loss, G1)
+        torch.manual_seed(seed)
+        G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+        total = construction(G2, D2, loss, real, z)
+        got_d, got_g = _grads(total, D2, retain_graph=True), _grads(total, G2)
+    return {"d_grad": _max_abs_diff(got_d, ref_d), "g_grad": _max_abs_diff(got_g, ref_g),
+            "value": abs((total - d_loss).item())}
+
+
+def _grads(value: Tensor, net: nn.Module, retain_graph: bool = False) -> list[Tensor]:
+    return list(torch.autograd.grad(value, list(net.parameters()), retain_graph=retain_graph,
+                                    materialize_grads=True))
+
+
+def _max_abs_diff(a: list[Tensor], b: list[Tensor]) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+
+
+def fused_optimizer(G: nn.Module, D: nn.Module, optimizer: type[torch.optim.Optimizer],
+                    lr_d: float, lr_g: float, **options) -> torch.optim.Optimizer:
+    """One optimiser over both nets with per-group learning rates (D group first, then G).
+
+    This replaces the post's λ: under SGD, λ·∇_G is the same as lr_g = λ·lr; under RMSprop and
+    Adam the update is invariant to the gradient's scale, so only lr_g changes G's step size.
+    """
+    return optimizer([{"params": list(D.parameters()), "lr": lr_d},
+                      {"params": list(G.parameters()), "lr": lr_g}], **options)
+
+
+def _summary(d_loss: Tensor, g_loss: Tensor, d_real: Tensor, d_fake: Tensor,
+             penalty: Tensor | None) -> dict[str, float]:
+    out = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": d_real.mean().item(),
+           "d_fake": d_fake.mean().item()}
+    if penalty is not None:
+        out["gp"] = penalty.item()
+    return out
+
+
+def alternating_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_d: torch.optim.Optimizer,
+                     opt_g: torch.optim.Optimizer, real: Tensor, z_d: Tensor,
+                     z_g: Tensor) -> dict[str, float]:
+    """One D step on (real, G(z_d)), then one G step on G(z_g) against the *updated* D.
+
+    G(z_d) runs without autograd; D's parameters are frozen during the G step. Relativistic and
+    saddle f-GAN G losses re-evaluate D(real) with the updated D. Returns d_loss (with the
+    penalty), g_loss, d_real and d_fake (mean logits of the D step) and gp when the loss has one.
+    """
+    with torch.no_grad():
+        fake_d = G(z_d)
+    d_real, d_fake = critic_outputs(D, real, fake_d)
+    d_loss, penalty = critic_loss(D, loss, real, fake_d, d_real, d_fake)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+
+    fake = G(z_g)
+    with parameters_frozen(D):
+        real_for_g = D(real) if loss.g_uses_real else d_real.detach()
+        g_loss = loss.g_loss(real_for_g, D(fake))
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    return _summary(d_loss, g_loss, d_real, d_fake, penalty)
+
+
+def fused_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt: torch.optim.Optimizer,
+               real: Tensor, z: Tensor, *,
+               share_critic_forward: bool | None = None) -> dict[str, float]:
+    """One backward of `fused_loss` and one step of `opt` (see `fused_optimizer`) over both nets.
+
+    Simultaneous: D and G both move from gradients taken at the same point (G against the old D),
+    with one noise batch z, one G forward and one backward. Returns the same keys as
+    `alternating_step` (g_loss is the G loss's value, not the zero-valued fused term).
+    """
+    t = _terms(G, D, loss, real, z, frozen_critic=True,
+               share_critic_forward=_share(D, share_critic_forward))
+    opt.zero_grad(set_to_none=True)
+    (t.d_loss + _zero_valued(t.g_loss)).backward()
+    opt.step()
+    return _summary(t.d_loss, t.g_loss, t.d_real, t.d_fake, t.penalty)

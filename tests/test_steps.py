@@ -1,0 +1,344 @@
+"""Single-loss (fused) GAN step: gradients equal to the two-loss step for every loss and critic,
+value equal to the D loss, the post's subtraction form failing under dropout, λ vs optimisers,
+and the alternating / fused update steps."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from genshop import losses, steps
+from genshop.errors import BadInputError
+
+TOL = 1e-10
+BATCH, Z_DIM, X_DIM = 12, 3, 2
+
+
+def generator() -> nn.Module:
+    return nn.Sequential(nn.Linear(Z_DIM, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                         nn.Linear(16, X_DIM)).double()
+
+
+def critic(kind: str) -> nn.Module:
+    extra = {"plain": [], "shared": [], "bn": [nn.BatchNorm1d(16)], "dropout": [nn.Dropout(0.3)],
+             "bn+dropout": [nn.BatchNorm1d(16), nn.Dropout(0.3)]}[kind]
+    return nn.Sequential(nn.Linear(X_DIM, 16), *extra, nn.LeakyReLU(0.2),
+                         nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(BATCH, X_DIM, generator=gen, dtype=torch.float64) + 1,
+            torch.randn(BATCH, Z_DIM, generator=gen, dtype=torch.float64))
+
+
+def nets(kind: str, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    return generator(), critic(kind)
+
+
+def separate_grads(G, D, loss, real, z, rng_seed):
+    """(∇_D L_D, ∇_G L_G, L_D) by the two-loss reference, on copies of the nets."""
+    G, D = copy.deepcopy(G), copy.deepcopy(D)
+    torch.manual_seed(rng_seed)
+    d_loss, g_loss = steps.separate_losses(G, D, loss, real, z)
+    grad_d = torch.autograd.grad(d_loss, list(D.parameters()), retain_graph=True)
+    grad_g = torch.autograd.grad(g_loss, list(G.parameters()))
+    return grad_d, grad_g, d_loss.detach(), (G, D)
+
+
+def single_loss_grads(fn, G, D, loss, real, z, rng_seed):
+    """(D grads, G grads, value) after one backward of a single-loss construction, on copies."""
+    G, D = copy.deepcopy(G), copy.deepcopy(D)
+    torch.manual_seed(rng_seed)
+    total = fn(G, D, loss, real, z)
+    total.backward()
+    return ([p.grad for p in D.parameters()], [p.grad for p in G.parameters()],
+            total.detach(), (G, D))
+
+
+def max_diff(a, b) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+
+
+ALL_LOSSES = [*losses.names(), "fgan-alpha:0.5", "rsgan+gp", "fgan-kl+saddle"]
+# "shared": the plain critic with one forward D(G(z)) shared by both terms (_SplitGradientCall);
+# bn+dropout: see test_fused_step_is_a_simultaneous_sgd_step
+CRITICS = ["plain", "shared", "bn", "dropout"]
+
+
+def make_loss(spec: str) -> losses.GanLoss:
+    if spec.endswith("+gp"):
+        return losses.get_loss(spec.removesuffix("+gp"), gp_weight=3.0)
+    if spec.endswith("+saddle"):
+        return losses.get_loss(spec.removesuffix("+saddle"), saddle=True)
+    return losses.get_loss(spec)
+
+
+@pytest.mark.parametrize("kind", CRITICS)
+@pytest.mark.parametrize("spec", ALL_LOSSES)
+def test_fused_gradients_equal_separate_gradients(spec, kind):
+    loss = make_loss(spec)
+    G, D = nets(kind)
+    real, z = batch()
+    ref_d, ref_g, ref_value, (G1, D1) = separate_grads(G, D, loss, real, z, rng_seed=5)
+    fused = functools.partial(steps.fused_loss, share_critic_forward=kind == "shared")
+    got_d, got_g, value, (G2, D2) = single_loss_grads(fused, G, D, loss, real, z, 5)
+    assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
+    assert value == ref_value  # single-loss-value: the G term is exactly zero
+    assert max_diff(ref_d, [torch.zeros_like(g) for g in ref_d]) > 1e-6  # gradients not trivial
+    assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
+    # the same critic calls in the same order: BatchNorm running statistics agree too
+    assert max_diff(list(D1.buffers()) + list(G1.buffers()),
+                    list(D2.buffers()) + list(G2.buffers())) < TOL
+
+
+def test_fused_gradients_are_not_the_sum_of_the_two_losses():
+    """Backward of L_D + L_G would leak the G loss's gradient into D."""
+    loss = losses.get_loss("nsgan")
+    G, D = nets("plain")
+    real, z = batch()
+    ref_d, ref_g, _, _ = separate_grads(G, D, loss, real, z, rng_seed=0)
+    naive_d, naive_g, _, _ = single_loss_grads(
+        lambda *a: sum(steps.separate_losses(*a)), G, D, loss, real, z, 0)
+    assert max_diff(naive_d, ref_d) > 1e-3 and max_diff(naive_g, ref_g) < TOL
+
+
+@pytest.mark.parametrize("spec", ["hinge", "rsgan", "wgan"])
+def test_post_subtraction_is_exact_with_batchnorm(spec):
+    loss = losses.get_loss(spec)
+    G, D = nets("bn")
+    real, z = batch()
+    ref_d, ref_g, ref_value, _ = separate_grads(G, D, loss, real, z, rng_seed=1)
+    got_d, got_g, value, _ = single_loss_grads(steps.subtraction_loss, G, D, loss, real, z, 1)
+    assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
+    assert abs(float(value - ref_value)) < TOL
+
+
+@pytest.mark.parametrize("spec", ["hinge", "rsgan"])
+def test_post_subtraction_breaks_with_dropout(spec):
+    """Two critic calls on the fake batch draw two masks: the 'zero' term leaks into D."""
+    loss = losses.get_loss(spec)
+    G, D = nets("dropout")
+    real, z = batch()
+    ref_d, _, ref_value, _ = separate_grads(G, D, loss, real, z, rng_seed=1)
+    got_d, _, value, _ = single_loss_grads(steps.subtraction_loss, G, D, loss, real, z, 1)
+    assert max_diff(got_d, ref_d) > 1e-3
+    assert abs(float(value - ref_value)) > 1e-4
+
+
+def test_is_per_sample_and_concatenated_critic_calls():
+    assert steps.is_per_sample(critic("plain"))
+    for kind in ("bn", "dropout"):
+        D = critic(kind)
+        assert not steps.is_per_sample(D)
+        assert steps.is_per_sample(D.eval())
+    D = critic("plain")
+    real, _ = batch()
+    fake = real[:5] * 2
+    joint = steps.critic_outputs(D, real, fake)
+    assert torch.allclose(joint[0], D(real), atol=1e-14, rtol=0)
+    assert torch.allclose(joint[1], D(fake), atol=1e-14, rtol=0)
+
+
+def test_parameters_frozen_restores_flags_even_on_error():
+    D = critic("plain")
+    D[0].bias.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="boom"), steps.parameters_frozen(D):
+        assert not any(p.requires_grad for p in D.parameters())
+        raise RuntimeError("boom")
+    assert [p.requires_grad for p in D.parameters()] == [True, False, True, True, True, True]
+
+
+def sgd_update_of_g(loss, lam: float, optimizer, **opts) -> torch.Tensor:
+    """One optimiser step on the fused gradients with G's gradient scaled by λ (the post's λ)."""
+    G, D = nets("plain", seed=3)
+    real, z = batch(3)
+    steps.fused_loss(G, D, loss, real, z).backward()
+    for p in G.parameters():
+        p.grad.mul_(lam)
+    before = torch.cat([p.detach().flatten() for p in G.parameters()])
+    optimizer(list(D.parameters()) + list(G.parameters()), **opts).step()
+    return torch.cat([p.detach().flatten() for p in G.parameters()]) - before
+
+
+@pytest.mark.parametrize(("optimizer", "opts", "ratio"), [
+    (torch.optim.SGD, {"lr": 0.1}, 2.0),
+    (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.99}, 1.0),
+    (torch.optim.Adam, {"lr": 1e-3}, 1.0),
+])
+def test_lambda_scales_the_update_only_under_sgd(optimizer, opts, ratio):
+    loss = losses.get_loss("hinge")
+    step1 = sgd_update_of_g(loss, 1.0, optimizer, **opts)
+    step2 = sgd_update_of_g(loss, 2.0, optimizer, **opts)
+    mask = step1.abs() > 1e-6
+    assert torch.allclose(step2[mask] / step1[mask], torch.full_like(step1[mask], ratio),
+                          rtol=1e-3, atol=0)
+
+
+def test_per_group_learning_rate_scales_adam_updates():
+    """lr_g = 2·lr_d doubles G's Adam step (first step: ±lr for every parameter)."""
+    loss = losses.get_loss("hinge")
+    updates = []
+    for lr_g in (1e-3, 2e-3):
+        G, D = nets("plain", seed=3)
+        real, z = batch(3)
+        opt = steps.fused_optimizer(G, D, torch.optim.Adam, lr_d=1e-3, lr_g=lr_g)
+        before = [p.detach().clone() for p in G.parameters()]
+        steps.fused_step(G, D, loss, opt, real, z)
+        updates.append(torch.cat([(p.detach() - b).flatten()
+                                  for p, b in zip(G.parameters(), before, strict=True)]))
+    mask = updates[0].abs() > 1e-6
+    assert torch.allclose(updates[1][mask], 2 * updates[0][mask], rtol=1e-3, atol=0)
+
+
+def params(net: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("spec", ["rsgan", "wgan", "nsgan"])
+def test_fused_step_is_a_simultaneous_sgd_step(spec):
+    loss = losses.get_loss(spec)
+    G, D = nets("bn+dropout")
+    real, z = batch()
+    ref_d, ref_g, ref_value, _ = separate_grads(G, D, loss, real, z, rng_seed=2)
+    d0, g0 = params(D), params(G)
+    opt = steps.fused_optimizer(G, D, torch.optim.SGD, lr_d=0.1, lr_g=0.05)
+    torch.manual_seed(2)
+    out = steps.fused_step(G, D, loss, opt, real, z)
+    assert max_diff([a - b for a, b in zip(params(D), d0, strict=True)],
+                    [-0.1 * g for g in ref_d]) < TOL
+    assert max_diff([a - b for a, b in zip(params(G), g0, strict=True)],
+                    [-0.05 * g for g in ref_g]) < TOL
+    assert out["d_loss"] == pytest.approx(float(ref_value), abs=TOL)
+    assert set(out) >= {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert ("gp" in out) == (spec == "wgan")
+
+
+def test_fused_step_reports_the_g_loss_value():
+    loss = losses.get_loss("rasgan")
+    G, D = nets("plain")
+    real, z = batch()
+    with torch.no_grad():
+        fake = G(z)
+        want = {"g_loss": float(loss.g_loss(D(real), D(fake))),
+                "d_loss": float(loss.d_loss(D(real), D(fake))),
+                "d_real": float(D(real).mean()), "d_fake": float(D(fake).mean())}
+    opt = steps.fused_optimizer(G, D, torch.optim.SGD, lr_d=0.1, lr_g=0.1)
+    out = steps.fused_step(G, D, loss, opt, real, z)
+    assert out == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("spec", ["rsgan", "hinge"])
+def test_alternating_step_updates_d_then_g_against_the_new_d(spec):
+    loss = losses.get_loss(spec)
+    G, D = nets("plain")
+    real, z_d = batch(0)
+    _, z_g = batch(1)
+    lr = 0.1
+    # expected: D moves by −lr ∇_D L_D(D, G(z_d)); then G by −lr ∇_G L_G(D_new, G(z_g))
+    G_ref, D_ref = copy.deepcopy(G), copy.deepcopy(D)
+    with torch.no_grad():
+        fake_d = G_ref(z_d)
+    d_loss = loss.d_loss(D_ref(real), D_ref(fake_d))
+    grad_d = torch.autograd.grad(d_loss, list(D_ref.parameters()))
+    with torch.no_grad():
+        for p, g in zip(D_ref.parameters(), grad_d, strict=True):
+            p -= lr * g
+    g_loss_new = loss.g_loss(D_ref(real), D_ref(G_ref(z_g)))
+    grad_g = torch.autograd.grad(g_loss_new, list(G_ref.parameters()))
+    # the G gradient against the *old* D differs, so this checks the order
+    old_g = torch.autograd.grad(loss.g_loss(D(real), D(G(z_g))), list(G.parameters()))
+    assert max_diff(old_g, grad_g) > 1e-4
+
+    g0 = params(G)
+    opt_d = torch.optim.SGD(D.parameters(), lr=lr)
+    opt_g = torch.optim.SGD(G.parameters(), lr=lr)
+    out = steps.alternating_step(G, D, loss, opt_d, opt_g, real, z_d, z_g)
+    assert max_diff(params(D), params(D_ref)) < TOL
+    assert max_diff([a - b for a, b in zip(params(G), g0, strict=True)],
+                    [-lr * g for g in grad_g]) < TOL
+    assert out["d_loss"] == pytest.approx(d_loss.item(), abs=TOL)
+    assert out["g_loss"] == pytest.approx(g_loss_new.item(), abs=TOL)
+    assert all(p.requires_grad for p in D.parameters())
+
+
+def test_alternating_step_with_gradient_penalty_and_stochastic_critic_runs():
+    loss = losses.get_loss("wgan")
+    G, D = nets("bn+dropout")
+    real, z = batch()
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
+    g0, d0 = params(G), params(D)
+    out = steps.alternating_step(G, D, loss, opt_d, opt_g, real, z, z)
+    assert out["gp"] > 0 and all(map(torch.isfinite, map(torch.tensor, out.values())))
+    assert max_diff(params(G), g0) > 1e-5 and max_diff(params(D), d0) > 1e-5
+
+
+def test_batchnorm_critic_sees_real_and_fake_in_separate_batches():
+    D = critic("bn")
+    real, _ = batch()
+    fake = real.flip(0) * 3
+    out_real, out_fake = steps.critic_outputs(copy.deepcopy(D), real, fake)
+    assert torch.allclose(out_real, copy.deepcopy(D)(real), atol=1e-14, rtol=0)
+    assert torch.allclose(out_fake, copy.deepcopy(D)(fake), atol=1e-14, rtol=0)
+    joint = copy.deepcopy(D)(torch.cat([real, fake]))
+    assert (joint[:BATCH] - out_real).abs().max() > 1e-3  # concatenation would change the stats
+
+
+def test_gradient_gap_measures_both_constructions_and_leaves_state_alone():
+    loss = losses.get_loss("hinge")
+    G, D = nets("dropout")
+    real, z = batch()
+    before = [p.detach().clone() for p in [*G.parameters(), *D.parameters()]]
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    fused = steps.gradient_gap(G, D, loss, real, z, seed=4)
+    post = steps.gradient_gap(G, D, loss, real, z, construction=steps.subtraction_loss, seed=4)
+    assert fused == {"d_grad": 0.0, "g_grad": 0.0, "value": 0.0}
+    assert post["d_grad"] > 1e-3 and post["value"] > 1e-4
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in
+               zip(before, [*G.parameters(), *D.parameters()], strict=True))
+    assert all(p.grad is None for p in [*G.parameters(), *D.parameters()])
+
+
+class ConvCritic(nn.Module):
+    def __init__(self, batch_norm: bool = False):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(1, 4, 2), *([nn.BatchNorm1d(4)] if batch_norm else []),
+                                  nn.Tanh(), nn.Flatten(), nn.Linear(4, 1))
+
+    def forward(self, x):
+        return self.body(x[:, None, :]).reshape(-1)
+
+
+def test_shared_critic_forward_is_the_default_for_convolutional_per_sample_critics():
+    assert steps.shares_critic_forward(ConvCritic().double())
+    assert not steps.shares_critic_forward(ConvCritic(batch_norm=True).double())
+    assert not steps.shares_critic_forward(critic("plain"))
+    torch.manual_seed(0)
+    G, D = generator(), ConvCritic().double()
+    real, z = batch()
+    for spec in ("rsgan", "wgan", "fgan-kl"):
+        gap = steps.gradient_gap(G, D, losses.get_loss(spec), real, z)  # backward twice
+        assert max(gap.values()) < TOL
+    with pytest.raises(BadInputError, match="without BatchNorm, dropout or spectral norm"):
+        steps.fused_loss(*nets("bn"), losses.get_loss("hinge"), real, z,
+                         share_critic_forward=True)
+
+
+def test_spectral_norm_critics_get_one_call_per_batch_and_exact_gradients():
+    """Each call of a spectral-norm layer in training mode runs a power iteration, so the steps
+    neither concatenate nor share calls; the fused gradients stay exact."""
+    torch.manual_seed(0)
+    for wrap in (nn.utils.parametrizations.spectral_norm, nn.utils.spectral_norm):
+        D = nn.Sequential(wrap(nn.Linear(X_DIM, 8)), nn.Tanh(), wrap(nn.Linear(8, 1))).double()
+        assert not steps.is_per_sample(D) and steps.is_per_sample(copy.deepcopy(D).eval())
+        real, z = batch()
+        gap = steps.gradient_gap(generator(), D, losses.get_loss("rsgan"), real, z)
+        assert max(gap.values()) < TOL
