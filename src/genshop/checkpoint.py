@@ -1,0 +1,80 @@
+"""Atomic checkpoints and RNG-state capture, so a resumed run equals an uninterrupted one.
+
+Infrastructure for the trainable posts of *Scientific Spaces* (kexue.fm archives 6016, 6110,
+6387, 6377). A checkpoint is a dict of tensors and plain Python values, written to a temporary
+file in the same folder, flushed and fsync'ed, then renamed over the old one (a crash leaves the
+previous checkpoint intact) and read back with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genshop.errors import DataError
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> Path:
+    """torch.save `obj` to `path` via temp file + fsync + rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A checkpoint read with weights_only=True; a missing or unreadable file is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no checkpoint at {path}; train first (genshop train ... --out DIR)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(f"checkpoint {path} is corrupt or not a genshop checkpoint "
+                        f"({type(err).__name__}); delete it and retrain") from None
+
+
+def rng_states(engine_generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG a step may use: torch CPU (and CUDA), NumPy, Python `random`, the engine's."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": random.getstate(),
+        "engine": engine_generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any], engine_generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    engine_generator.set_state(states["engine"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,81 @@
+"""`genshop train FAMILY ...`: train a model family with the one engine (`genshop.engine`).
+
+Options come from the family's config dataclass (`genshop.config`); a per-data-set recipe fills
+the options the user did not set. `--dry-run` prints the resolved config JSON; `--resume`
+continues the run in `--out` exactly where its checkpoint left it. Runs data-parallel under
+`torchrun --nproc_per_node N -m genshop train ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "train"
+HELP = "train a model (one sub-command per family, e.g. `genshop train gan`)"
+
+# Options that may change when resuming; any other option must match the saved run.
+RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "device", "threads", "out"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from genshop.config import add_config_arguments
+    from genshop.families import family_names, get_family
+
+    sub = p.add_subparsers(dest="family", metavar="FAMILY", required=True,
+                           parser_class=type(p))
+    for name in family_names():
+        cls = get_family(name)
+        fp = sub.add_parser(name, help=cls.description, description=cls.description)
+        add_config_arguments(fp, cls.config_class)
+        fp.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint")
+        fp.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config as JSON and exit")
+        fp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from genshop.config import resolve_config, to_json, user_options
+    from genshop.engine import train
+    from genshop.families import get_family
+
+    cls = get_family(args.family)
+    user = user_options(args, cls.config_class)
+    config = _resumed(cls, user) if args.resume else resolve_config(cls.config_class, user,
+                                                                    cls.recipes)
+    _check_names(config)
+    if args.dry_run:
+        print(to_json(config, cls.name))
+        return 0
+    result = train(cls, config, resume=args.resume, progress=not args.quiet)
+    status = "interrupted; resume with --resume" if result.interrupted else "done"
+    if result.rank == 0:
+        print(f"{status}: step {result.step} in {Path(result.run_dir).resolve()}")
+    return 130 if result.interrupted else 0
+
+
+def _resumed(cls, user: dict):
+    from genshop.config import from_dict, read_config_json
+    from genshop.errors import BadInputError
+
+    if "out" not in user:
+        raise BadInputError("--resume needs --out RUN_DIR naming the run to continue")
+    saved = read_config_json(Path(user["out"]))
+    saved.pop("family", None)
+    clashes = sorted(k for k, v in user.items() if k not in RESUMABLE and saved.get(k) != v)
+    if clashes:
+        raise BadInputError(f"option(s) {', '.join(clashes)} differ from the saved run; when "
+                            f"resuming only {', '.join(sorted(RESUMABLE))} may change")
+    return from_dict(cls.config_class, {**saved, **user})
+
+
+def _check_names(config) -> None:
+    """Unknown data or loss names fail before any work, with the valid choices."""
+    from genshop.data import get_dataset
+
+    get_dataset(config.data)
+    if hasattr(config, "loss"):
+        from genshop.losses import get_loss
+
+        get_loss(config.loss)

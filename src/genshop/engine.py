@@ -1,0 +1,357 @@
+"""The one training loop for every model family (GANs of kexue.fm archives 6016/6110/6387, flows
+of 6377, …), after EDM's config → loop separation: the loop knows nothing about any method.
+
+A family (`genshop.families.Family`) builds its models and optimisers and does one step; this
+module owns the rest:
+
+* data order and step noise come from the engine's own `torch.Generator` (seeded by the config);
+  each step draws global-batch indices into the fixed training set, every process takes its share;
+* progress bar (tqdm: losses, it/s, ETA), `metrics.jsonl` every `log_every` steps, sample
+  snapshots (scatter PNG for points, image grid for images) every `sample_every` steps;
+* EMA of the family's sampler: θ_ema ← d·θ_ema + (1 − d)·θ after each step (buffers copied);
+* atomic checkpoints (`genshop.checkpoint`) every `checkpoint_every` steps and at the end, with
+  models, optimisers, EMA, step and every RNG state, so `resume=True` continues bit for bit;
+* a NaN/Inf loss raises `TrainingDiverged` before anything is saved (the last good checkpoint
+  stays); Ctrl-C (SIGINT) finishes the current step, checkpoints and returns;
+* data parallel under `torchrun`: every process holds the whole model and its share of the
+  global batch; a step pre-hook on each optimiser all-reduces and averages the gradients before
+  the update. Hooking the optimiser rather than wrapping nets in DistributedDataParallel keeps
+  the GAN steps intact: they call the critic several times per backward and freeze its
+  parameters for the G term (`steps.parameters_frozen`), which DDP's reducer does not allow.
+  The averaged gradient is the global-batch gradient for losses that are batch means of
+  per-sample terms (SGAN, NS, LS, hinge, WGAN, RSGAN, f-GAN); relativistic-average losses and
+  BatchNorm use per-process batch statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from genshop import checkpoint
+from genshop.config import RunConfig, resolve_config, save_config
+from genshop.data import get_dataset
+from genshop.errors import BadInputError, TrainingDiverged
+from genshop.families import Family, StepInput, get_family, share
+from genshop.threads import torch_threads
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+SNAPSHOT_COUNT = 1000
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    interrupted: bool
+    rank: int = 0
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    owns_group: bool = False  # the engine started the process group and ends it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Dist()
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), owned)
+
+
+def _average_gradients_hook(world_size: int):
+    """Optimiser step pre-hook: replace every gradient by its mean over the processes."""
+    def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world_size
+        for g, new in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+            g.copy_(new.view_as(g))
+    return hook
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _device(config: RunConfig) -> torch.device:
+    if config.device.startswith("cuda") and "LOCAL_RANK" in os.environ:
+        return torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
+    return torch.device(config.device)
+
+
+class _Ema:
+    """θ_ema ← d·θ_ema + (1 − d)·θ for parameters; buffers are copied."""
+
+    def __init__(self, net: nn.Module, decay: float):
+        self.decay, self.net = decay, copy.deepcopy(net).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, live: nn.Module) -> None:
+        for e, p in zip(self.net.parameters(), live.parameters(), strict=True):
+            e.lerp_(p, 1 - self.decay)
+        for e, b in zip(self.net.buffers(), live.buffers(), strict=True):
+            e.copy_(b)
+
+
+class _StopRequest:
+    """SIGINT sets a flag that the loop checks between steps (main thread only)."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
+def _state(family: Family, ema: _Ema | None, step: int, config: RunConfig,
+           generator: torch.Generator) -> dict[str, Any]:
+    return {"step": step, "family": family.name, "config": asdict(config),
+            "models": {k: m.state_dict() for k, m in family.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in family.optimizers().items()},
+            "ema": ema.net.state_dict() if ema else None,
+            "rng": checkpoint.rng_states(generator)}
+
+
+def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
+             generator: torch.Generator) -> int:
+    for k, m in family.modules().items():
+        m.load_state_dict(state["models"][k])
+    for k, o in family.optimizers().items():
+        o.load_state_dict(state["optimizers"][k])
+    if ema is not None:
+        ema.net.load_state_dict(state["ema"] if state["ema"] is not None
+                                else family.sampler().state_dict())
+    checkpoint.restore_rng_states(state["rng"], generator)
+    return int(state["step"])
+
+
+def _snapshot(family: Family, net: nn.Module, dataset: Any, train_set: Tensor, step: int,
+              path: Path, seed: int) -> None:
+    import matplotlib.pyplot as plt
+
+    from genshop.report import save_figure
+
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        x = family.sample(net, SNAPSHOT_COUNT, torch.Generator().manual_seed(seed)).cpu()
+    net.train(was_training)
+    if dataset.kind == "points":
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(*train_set[:SNAPSHOT_COUNT].cpu().T[:2], s=2, c="0.75", label="data")
+        ax.scatter(*x.T[:2], s=2, c="C3", label="samples")
+        ax.set_aspect("equal")
+        ax.legend(loc="upper right", fontsize=7, markerscale=4)
+    else:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.imshow(_image_grid(x[:64]), cmap="gray", vmin=0, vmax=1)
+        ax.axis("off")
+    ax.set_title(f"step {step}")
+    save_figure(fig, path)
+
+
+def _image_grid(x: Tensor) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] → one (rows·H, cols·W) or (…, 3) array, 8 images a row."""
+    n, c, h, w = x.shape
+    cols = min(8, n)
+    rows = math.ceil(n / cols)
+    grid = torch.zeros(rows * cols, c, h, w)
+    grid[:n] = x
+    grid = grid.view(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    return grid[..., 0].numpy() if c == 1 else grid.numpy()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint being resumed."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines()
+                 if ln.strip() and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def _all_finite_and_stop(losses: dict[str, float], stop: bool, d: _Dist) -> tuple[bool, bool]:
+    finite = all(math.isfinite(v) for v in losses.values())
+    if d.world_size == 1:
+        return finite, stop
+    flags = torch.tensor([float(not finite), float(stop)])
+    dist.all_reduce(flags)
+    return bool(flags[0] == 0), bool(flags[1] > 0)
+
+
+def fit(family: str, *, progress: bool = False, **options: Any) -> TrainResult:
+    """Python twin of `genshop train FAMILY --option value ...`: defaults, recipe, then options.
+
+    E.g. `fit("gan", data="ring8", loss="rasgan", step="fused", steps=2000, out="runs/x")`;
+    then `genshop.runs.load_run(result.run_dir).sample(n)`.
+    """
+    cls = get_family(family)
+    return train(cls, resolve_config(cls.config_class, options, cls.recipes), progress=progress)
+
+
+def train(family_cls: type[Family], config: RunConfig, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train `family_cls` with `config` into `config.out` (see the module docstring)."""
+    d = _init_distributed(config.device)
+    if config.batch_size % d.world_size:
+        raise BadInputError(f"batch size {config.batch_size} does not split over "
+                            f"{d.world_size} processes; use a multiple of {d.world_size}")
+    run_dir = Path(config.out)
+    ckpt_path = run_dir / CHECKPOINT
+    if not resume and ckpt_path.exists():
+        raise BadInputError(f"{run_dir} already holds a run; add --resume to continue it or "
+                            "choose another --out")
+    try:
+        with torch_threads(config.threads):
+            return _train(family_cls, config, resume, progress, d, ckpt_path)
+    finally:
+        if d.owns_group:
+            dist.destroy_process_group()
+
+
+def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: bool, d: _Dist,
+           ckpt_path: Path) -> TrainResult:
+    run_dir = ckpt_path.parent
+    _seed_everything(config.seed)
+    device = _device(config)
+    dataset = get_dataset(config.data)
+    family = family_cls(config, dataset, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    ema = _Ema(family.sampler(), config.ema) if config.ema > 0 else None
+    step = _restore(checkpoint.load(ckpt_path), family, ema, generator) if resume else 0
+    if d.world_size > 1:
+        for m in family.modules().values():
+            for t in m.state_dict().values():
+                dist.broadcast(t, 0)
+        for o in family.optimizers().values():
+            o.register_step_pre_hook(_average_gradients_hook(d.world_size))
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, family.name, run_dir)
+        if resume:
+            _truncate_metrics(run_dir / METRICS, step)
+    train_set = dataset.training_set(seed=config.seed).to(device)
+    loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir)
+    return loop.run(step, progress)
+
+
+@dataclass
+class _Loop:
+    family: Family
+    config: RunConfig
+    dataset: Any
+    train_set: Tensor
+    generator: torch.Generator
+    ema: _Ema | None
+    d: _Dist
+    run_dir: Path
+
+    def run(self, step: int, progress: bool) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        cfg, stop = self.config, _StopRequest()
+        last_saved = step if step else None
+        bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and self.d.is_main),
+                   desc=f"{self.family.name} {cfg.data}", dynamic_ncols=True)
+        start, start_step = time.perf_counter(), step
+        with stop.installed(), bar:
+            while step < cfg.steps:
+                losses = self.family.train_step(self._input())
+                finite, stopping = _all_finite_and_stop(losses, stop.requested, self.d)
+                if not finite:
+                    self._diverged(losses, step + 1, last_saved)
+                step += 1
+                if self.ema:
+                    self.ema.update(self.family.sampler())
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    rate = (step - start_step) / (time.perf_counter() - start)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+                    self._log({"step": step, **losses, "it_per_s": rate})
+                if cfg.sample_every and step % cfg.sample_every == 0:
+                    self._snapshot(step)
+                if step % cfg.checkpoint_every == 0 or stopping:
+                    last_saved = self._save(step)
+                if stopping:
+                    return TrainResult(self.run_dir, step, True, self.d.rank)
+        if last_saved != step:
+            self._save(step)
+        if not cfg.sample_every or step % cfg.sample_every:
+            self._snapshot(step)
+        return TrainResult(self.run_dir, step, False, self.d.rank)
+
+    def _input(self) -> StepInput:
+        n = self.config.batch_size
+        idx = torch.randint(self.train_set.shape[0], (n,), generator=self.generator)
+        real = self.train_set[idx.to(self.train_set.device)]
+        return StepInput(share(real, self.d.rank, self.d.world_size), self.generator,
+                         self.d.rank, self.d.world_size)
+
+    def _diverged(self, losses: dict[str, float], step: int, last_saved: int | None) -> None:
+        bad = ", ".join(f"{k} = {v}" for k, v in losses.items() if not math.isfinite(v))
+        kept = (f"the last good checkpoint (step {last_saved}) is kept in {self.run_dir}"
+                if last_saved is not None else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"{bad} at step {step}; training stopped and {kept}; lower the "
+                               "learning rates or try another loss")
+
+    def _log(self, record: dict[str, float]) -> None:
+        if self.d.is_main:
+            with open(self.run_dir / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _snapshot(self, step: int) -> None:
+        if self.d.is_main:
+            net = self.ema.net if self.ema else self.family.sampler()
+            _snapshot(self.family, net, self.dataset, self.train_set, step,
+                      self.run_dir / "samples" / f"step_{step:07d}.png", self.config.seed)
+
+    def _save(self, step: int) -> int:
+        if self.d.is_main:
+            state = _state(self.family, self.ema, step, self.config, self.generator)
+            checkpoint.save_atomic(state, self.run_dir / CHECKPOINT)
+        if self.d.world_size > 1:
+            dist.barrier()
+        return step

@@ -1,0 +1,66 @@
+"""Load a trained run directory and sample from it: `load_run(RUN_DIR).sample(n)`.
+
+Serves every trained generator of the *Scientific Spaces* posts (GANs of kexue.fm archives 6016,
+6110, 6387; flows of 6377). The run is rebuilt from its `config.json` (which names the family)
+and `checkpoint.pt`; the EMA weights are used when the run kept them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from genshop import checkpoint
+from genshop.config import RunConfig, from_dict, read_config_json
+from genshop.data import get_dataset
+from genshop.engine import CHECKPOINT
+from genshop.errors import BadInputError, DataError
+from genshop.families import Family, get_family
+
+
+@dataclass
+class Run:
+    """A trained run: its config, family, step and the net samples come from (eval mode)."""
+
+    run_dir: Path
+    config: RunConfig
+    family: Family
+    net: nn.Module
+    step: int
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> Tensor:
+        """n float32 samples on the CPU: N×d for points, N×C×H×W in [0, 1] for images."""
+        if n < 0:
+            raise BadInputError(f"cannot draw {n} samples; ask for n >= 0")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return self.family.sample(self.net, n, generator).float().cpu()
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
+    """Rebuild a run from `run_dir`; a missing or corrupt run directory raises DataError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run directory {run_dir} does not exist; train one with "
+                        "`genshop train ... --out DIR`")
+    saved = read_config_json(run_dir)
+    family_cls = get_family(saved.pop("family", "gan"))
+    try:
+        config = from_dict(family_cls.config_class, {**saved, "device": device})
+    except BadInputError as err:
+        raise DataError(f"{run_dir}/config.json does not match this genshop: {err}") from None
+    state = checkpoint.load(run_dir / CHECKPOINT)
+    family = family_cls(config, get_dataset(config.data), torch.device(device))
+    try:
+        for name, module in family.modules().items():
+            module.load_state_dict(state["models"][name])
+        net = family.sampler()
+        if state.get("ema") is not None:
+            net.load_state_dict(state["ema"])
+    except (KeyError, RuntimeError) as err:
+        raise DataError(f"checkpoint in {run_dir} does not fit its config.json "
+                        f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    return Run(run_dir, config, family, net.eval(), int(state["step"]))

@@ -1,0 +1,103 @@
+"""`genshop train` and `genshop sample`: options, recipes, errors, resume and load_run."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import genshop
+from genshop.cli import main
+from genshop.config import RECIPES, GanConfig, resolve_config
+from genshop.engine import fit
+from genshop.errors import DataError
+from genshop.runs import load_run
+
+SMALL = ["--width", "8", "--depth", "1", "--batch-size", "32", "--threads", "1",
+         "--sample-every", "5", "--quiet"]
+
+
+def dry_run(capsys, *argv) -> dict:
+    assert main(["train", "gan", *argv, "--dry-run"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_dry_run_applies_recipe_then_user_options(capsys):
+    config = dry_run(capsys, "--data", "grid25", "--loss", "rasgan", "--width", "16")
+    assert config["family"] == "gan" and config["loss"] == "rasgan"
+    assert config["width"] == 16  # typed by the user: beats the recipe
+    assert config["steps"] == RECIPES["grid25"]["steps"] != GanConfig.steps  # from the recipe
+    assert config["lr_g"] == RECIPES["grid25"]["lr_g"]
+    assert dry_run(capsys, "--no-batch-norm", "--step", "fused")["step"] == "fused"
+
+
+def test_recipe_does_not_override_an_explicit_default_value():
+    config = resolve_config(GanConfig, {"data": "ring8", "threads": 0}, RECIPES)
+    assert config.threads == 0 and RECIPES["ring8"]["threads"] == 1
+
+
+def test_fit_is_the_python_twin_of_the_command(tmp_path):
+    result = fit("gan", steps=3, width=8, depth=1, batch_size=16, out=str(tmp_path / "r"))
+    run = load_run(result.run_dir)
+    assert run.step == 3 and run.config.threads == RECIPES["ring8"]["threads"]
+    assert run.config.lr_g == RECIPES["ring8"]["lr_g"] and run.config.width == 8
+    assert run.sample(7).shape == (7, 2)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--loss", "nosuch"], "unknown loss 'nosuch'; choose one of: .*rasgan"),
+    (["--data", "ring9"], "unknown data set 'ring9'; choose one of: grid25, ring8"),
+    (["--step", "both"], "invalid choice: 'both' \\(choose from '?alternating'?, '?fused'?\\)"),
+])
+def test_bad_names_fail_in_one_line_with_the_choices(capsys, argv, message):
+    try:
+        code = main(["train", "gan", *argv, "--dry-run"])
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.search(message, err), err
+
+
+def test_train_sample_and_load_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--steps", "10", "--ema", "0.5", *SMALL, "--out", str(run)]) == 0
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000005.png",
+                                                                   "step_0000010.png"]
+    assert main(["sample", str(run), "-n", "300", "--seed", "4",
+                 "--out", str(tmp_path / "s.npy")]) == 0
+    x = np.load(tmp_path / "s.npy")
+    assert x.dtype == np.float32 and x.shape == (300, 2)
+    loaded = genshop.load_run(run)  # the package-level entry point of DESIGN.md
+    assert loaded.step == 10 and loaded.config.ema == 0.5
+    np.testing.assert_array_equal(loaded.sample(300, seed=4).numpy(), x)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    ema_w = state["ema"]["body.0.weight"]
+    assert torch.equal(loaded.net.body[0].weight, ema_w)  # samples come from the EMA weights
+    assert not torch.equal(ema_w, state["models"]["G"]["body.0.weight"])
+
+
+def test_resume_continues_and_rejects_changed_options(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "gan", "--steps", "4", *SMALL, "--out", run]) == 0
+    assert main(["train", "gan", "--steps", "4", *SMALL, "--out", run]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "gan", "--resume", "--loss", "hinge", "--out", run]) == 2
+    assert "loss differ" in capsys.readouterr().err
+    assert main(["train", "gan", "--resume", "--steps", "6", "--quiet", "--out", run]) == 0
+    assert load_run(run).step == 6
+
+
+def test_missing_or_corrupt_run_directory(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(DataError, match="corrupt"):
+        load_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"family": "gan", "data": "ring8"}))
+    with pytest.raises(DataError, match="no checkpoint"):
+        load_run(tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="corrupt"):
+        load_run(tmp_path)

@@ -1,0 +1,201 @@
+"""The training engine: exact resume, EMA, divergence stop, Ctrl-C, atomic checkpoints, DDP."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genshop import checkpoint
+from genshop.config import GanConfig, from_dict, read_config_json
+from genshop.data import get_dataset
+from genshop.engine import CHECKPOINT, _image_grid, _seed_everything, train
+from genshop.errors import DataError, TrainingDiverged
+from genshop.families import StepInput
+from genshop.families.gan import GanFamily
+
+TINY = {"width": 8, "depth": 1, "batch_size": 32, "log_every": 5, "sample_every": 0,
+        "checkpoint_every": 1000, "threads": 1}
+
+
+def tiny(out: Path, **options) -> GanConfig:
+    return GanConfig(**{**TINY, "out": str(out), **options})
+
+
+def load_state(run: Path) -> dict:
+    return checkpoint.load(run / CHECKPOINT)
+
+
+def assert_states_equal(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_states_equal(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_states_equal(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("step", ["alternating", "fused"])
+def test_resumed_run_equals_straight_run_bitwise(tmp_path, step):
+    options = {"step": step, "loss": "rasgan", "ema": 0.9}
+    train(GanFamily, tiny(tmp_path / "straight", steps=20, **options), progress=False)
+    train(GanFamily, tiny(tmp_path / "split", steps=10, **options), progress=False)
+    assert load_state(tmp_path / "split")["step"] == 10
+    train(GanFamily, tiny(tmp_path / "split", steps=20, **options), resume=True, progress=False)
+    a, b = load_state(tmp_path / "straight"), load_state(tmp_path / "split")
+    assert a["step"] == b["step"] == 20
+    for key in ("models", "optimizers", "ema", "rng"):
+        assert_states_equal(a[key], b[key])
+    metrics = [[{k: v for k, v in json.loads(ln).items() if k != "it_per_s"}
+                for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+               for run in ("straight", "split")]
+    assert metrics[0] == metrics[1] and [m["step"] for m in metrics[0]] == [5, 10, 15, 20]
+
+
+def test_a_different_seed_gives_a_different_run(tmp_path):
+    train(GanFamily, tiny(tmp_path / "a", steps=3), progress=False)
+    train(GanFamily, tiny(tmp_path / "b", steps=3, seed=1), progress=False)
+    wa, wb = (load_state(tmp_path / r)["models"]["G"] for r in "ab")
+    assert not all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_ema_is_the_decayed_average_of_the_weights(tmp_path):
+    decay = 0.75
+    config = tiny(tmp_path / "r", steps=2, ema=decay, lr_g=1e-2)
+    _seed_everything(config.seed)
+    theta0 = GanFamily(config, get_dataset("ring8"), torch.device("cpu")).G.state_dict()
+    train(GanFamily, tiny(tmp_path / "r1", steps=1, ema=decay, lr_g=1e-2), progress=False)
+    theta1 = load_state(tmp_path / "r1")["models"]["G"]
+    train(GanFamily, config, progress=False)
+    state = load_state(tmp_path / "r")
+    theta2, ema = state["models"]["G"], state["ema"]
+    for k in theta0:
+        expected = decay * (decay * theta0[k] + (1 - decay) * theta1[k]) + (1 - decay) * theta2[k]
+        torch.testing.assert_close(ema[k], expected, rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(ema[k], theta2[k])
+
+
+class NanAtStep7(GanFamily):
+    name = "nan-at-7"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.calls = 0
+
+    def train_step(self, inp):
+        losses = super().train_step(inp)
+        self.calls += 1
+        return {**losses, "d_loss": float("nan")} if self.calls == 7 else losses
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"d_loss = nan at step 7.*step 5"):
+        train(NanAtStep7, tiny(tmp_path / "r", steps=20, checkpoint_every=5), progress=False)
+    assert load_state(tmp_path / "r")["step"] == 5
+
+
+class InterruptAtStep4(GanFamily):
+    name = "interrupt-at-4"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.calls = 0
+
+    def train_step(self, inp):
+        self.calls += 1
+        if self.calls == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().train_step(inp)
+
+
+def test_ctrl_c_checkpoints_and_returns(tmp_path):
+    result = train(InterruptAtStep4, tiny(tmp_path / "r", steps=50), progress=False)
+    assert result.interrupted and result.step == 4
+    assert load_state(tmp_path / "r")["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_atomic_save_and_corrupt_checkpoint(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save_atomic({"x": torch.arange(3)}, path)
+    checkpoint.save_atomic({"x": torch.arange(4)}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert torch.equal(checkpoint.load(path)["x"], torch.arange(4))
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="corrupt"):
+        checkpoint.load(path)
+    with pytest.raises(DataError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    checkpoint.save_atomic(checkpoint.rng_states(gen), tmp_path / "r.pt")
+    first = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=gen))
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    checkpoint.restore_rng_states(checkpoint.load(tmp_path / "r.pt"), gen)
+    again = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=gen))
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert first[2] == again[2] and torch.equal(first[3], again[3])
+
+
+def test_two_process_run_matches_one_process_run(tmp_path):
+    """torchrun with 2 gloo processes, half the global batch each, equals one process (fused)."""
+    options = ["--loss", "nsgan", "--step", "fused", "--steps", "8", "--width", "8",
+               "--depth", "1", "--batch-size", "32", "--threads", "1", "--sample-every", "0",
+               "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", "-m", "genshop", "train", "gan", *options,
+           "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = read_config_json(tmp_path / "ddp")
+    del saved["family"]
+    same = from_dict(GanConfig, {**saved, "out": str(tmp_path / "one")})  # the recipe included
+    train(GanFamily, same, progress=False)
+    ddp, one = load_state(tmp_path / "ddp"), load_state(tmp_path / "one")
+    _seed_everything(0)
+    init = GanFamily(same, get_dataset("ring8"), torch.device("cpu"))
+    for net in ("G", "D"):
+        for k, v in one["models"][net].items():
+            torch.testing.assert_close(ddp["models"][net][k], v, rtol=1e-5, atol=1e-6)
+            assert not torch.allclose(v, init.modules()[net].state_dict()[k])  # it trained
+
+
+class FakeImages:
+    name, kind, shape = "fake-images", "images", (1, 28, 28)
+
+
+@pytest.mark.parametrize("step", ["alternating", "fused"])
+def test_gan_family_trains_dcgan_nets_on_images(step):
+    torch.manual_seed(0)
+    config = GanConfig(step=step, latent_dim=4, width=4, spectral_norm=True, lr_d=1e-2)
+    family = GanFamily(config, FakeImages(), torch.device("cpu"))
+    before = [p.clone() for p in family.D.parameters()]
+    losses = family.train_step(StepInput(torch.rand(6, 1, 28, 28), torch.Generator()))
+    assert set(losses) >= {"d_loss", "g_loss"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, family.D.parameters(), strict=True))
+    x = family.sample(family.G.eval(), 5)
+    assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
+
+
+def test_image_grid_tiles_eight_a_row():
+    x = torch.zeros(10, 1, 2, 3)
+    x[9] = 1  # the tenth image: row 1, column 1
+    grid = _image_grid(x)
+    assert grid.shape == (4, 24)
+    assert grid[2:4, 3:6].min() == 1 and grid.sum() == 6
