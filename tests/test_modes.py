@@ -1,0 +1,131 @@
+"""Mode metrics of the VEEGAN/PacGAN protocol against golden values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genshop.data import get_dataset
+from genshop.errors import BadInputError
+from genshop.metrics.modes import (
+    SCORED_SAMPLES,
+    ModeScores,
+    aggregate,
+    mean_stderr,
+    mode_scores,
+    reverse_kl_to_uniform,
+    score_dataset,
+)
+
+RING = get_dataset("ring8")
+GRID = get_dataset("grid25")
+
+
+def ring_center(k: int) -> np.ndarray:
+    return np.array([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)])
+
+
+def test_all_samples_on_three_modes_gives_three_modes_and_log_8_over_3():
+    points = np.concatenate([np.repeat(ring_center(k)[None], 100, axis=0) for k in (0, 3, 5)])
+    s = score_dataset(points, RING)
+    assert s.modes == 3 and s.hq_fraction == 1.0
+    assert s.counts == (100, 0, 0, 100, 0, 100, 0, 0)
+    assert s.reverse_kl == pytest.approx(math.log(8 / 3), rel=1e-12)
+
+
+def test_reverse_kl_direction_is_histogram_against_uniform():
+    counts = np.array([6, 2, 0, 0])
+    p = np.array([0.75, 0.25])
+    by_hand = float(np.sum(p * np.log(p / 0.25)))  # = log 4 − H(p̂)
+    assert reverse_kl_to_uniform(counts) == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand == pytest.approx(math.log(4) + 0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert reverse_kl_to_uniform([5, 5, 5, 5]) == 0.0
+    assert math.isnan(reverse_kl_to_uniform([0, 0, 0]))
+
+
+@pytest.mark.parametrize("direction", [(1.0, 0.0), (0.6, 0.8), (-math.sqrt(0.5), math.sqrt(0.5))])
+def test_threshold_is_three_std_of_euclidean_distance(direction):
+    u = np.array(direction)
+    inside = ring_center(2) + 2.9 * RING.std * u
+    outside = ring_center(2) + 3.1 * RING.std * u
+    assert score_dataset(inside[None], RING).counts[2] == 1
+    assert score_dataset(outside[None], RING).hq_fraction == 0.0
+    # 2.5 std on each axis is inside a per-axis test but 3.54 std away: not HQ
+    diagonal = ring_center(2) + 2.5 * RING.std * np.array([1.0, 1.0])
+    assert score_dataset(diagonal[None], RING).modes == 0
+
+
+def test_grid_uses_its_own_std():
+    x = np.array([[2.0 + 0.14, -4.0], [2.0 + 0.16, -4.0]])  # 2.8 and 3.2 std of 0.05
+    s = score_dataset(x, GRID)
+    assert s.modes == 1 and s.hq_fraction == 0.5
+    assert s.counts[[tuple(c) for c in GRID.centers.tolist()].index((2.0, -4.0))] == 1
+
+
+@pytest.mark.parametrize("data", [RING, GRID])
+def test_perfect_sampler_captures_every_mode_with_chi2_hq_rate(data):
+    x = data.sample(40 * SCORED_SAMPLES, torch.Generator().manual_seed(11))
+    s = score_dataset(x, data)
+    assert s.modes == data.num_modes
+    expected = 1 - math.exp(-4.5)  # P(chi²₂ < 9) = 0.98889
+    assert abs(s.hq_fraction - expected) < 5 * math.sqrt(expected * (1 - expected) / len(x))
+    assert s.reverse_kl < 0.01
+
+
+def test_collapsed_sampler_far_from_modes_scores_zero():
+    s = mode_scores(np.full((10, 2), 0.5), RING.centers, RING.std)
+    assert (s.modes, s.hq_fraction) == (0, 0.0) and math.isnan(s.reverse_kl)
+
+
+def test_nan_points_are_never_high_quality():
+    x = np.array([[math.nan, 0.0], [1.0, 0.0], [math.inf, math.inf]])
+    s = score_dataset(torch.tensor(x, dtype=torch.float32), RING)
+    assert s.counts[0] == 1 and s.hq_fraction == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((5, 3)), np.zeros(5), np.zeros((0, 2))])
+def test_wrong_shapes_are_user_errors(bad):
+    with pytest.raises(BadInputError):
+        score_dataset(bad, RING)
+
+
+def test_mean_and_standard_error_by_hand():
+    mean, se = mean_stderr([8, 7, 8, 6])
+    assert mean == 7.25
+    assert se == pytest.approx(math.sqrt(((0.75**2) * 2 + 0.25**2 + 1.25**2) / 3) / 2)
+    assert math.isnan(mean_stderr([5.0])[1])
+
+
+def test_aggregate_counts_runs_with_every_mode():
+    runs = [ModeScores(8, 8, 0.9, 0.01, (1,) * 8), ModeScores(7, 8, 0.8, 0.2, (1,) * 7 + (0,))]
+    agg = aggregate(runs)
+    assert agg.runs == 2 and agg.all_modes_runs == 1
+    assert agg.modes == pytest.approx((7.5, 0.5)) and agg.hq_percent == pytest.approx((85.0, 5.0))
+
+
+def test_bench_cli_rejects_unknown_loss_in_one_line(capsys, tmp_path):
+    from genshop import cli
+
+    code = cli.main(["bench", "modes", "--losses", "nsgan,nope", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown loss 'nope'" in err and "nsgan" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
+    from genshop.commands.bench import Row, run_rows, table_rows
+
+    tiny = {"steps": 20, "batch_size": 32, "width": 16, "depth": 2}
+    rows = run_rows("ring8", ["nsgan"], ["alternating", "fused"], [0], tmp_path, tiny)
+    assert (tmp_path / "nsgan-fused-s0" / "config.json").is_file()
+    for row in rows:
+        run = row.runs[0]
+        assert run.samples.shape == (SCORED_SAMPLES, 2) and not run.diverged
+        assert run.scores == score_dataset(run.samples, RING)
+    perfect = Row("perfect", "fused", [rows[0].runs[0]])
+    perfect.runs[0].scores = score_dataset(RING.sample(SCORED_SAMPLES), RING)
+    table = table_rows([rows[1], perfect])
+    assert table[0][:4] == ["perfect", "fused", 1, "8.0"]
