@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from genshop import losses, nets, steps
-from genshop.sections.gan_losses import StepRunner, step_runners, time_interleaved
+from genshop.sections.gan_losses import StepRunner, step_runners
+from genshop.timing import time_interleaved
 
 BATCH = 64
 PAIRS = {  # name: (make (G, D), real batch shape, steps per timed round)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from genshop import losses, steps
 from genshop.claims import Verdict
 from genshop.threads import torch_threads
+from genshop.timing import time_interleaved
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 REAL_LOGITS = (1.3, 2.9, 8.4, 6.3)  # torchgan's loss-test fixture, read as logits
@@ -279,23 +280,6 @@ def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor,
         "alternating": StepRunner(lambda: steps.alternating_step(Ga, Da, loss, opt_d, opt_g, real,
                                                                  z_d, z_g), (Ga, Da)),
     }
-
-
-def time_interleaved(runners: dict[str, Callable[[], object]], rounds: int,
-                     calls_per_round: int) -> dict[str, list[float]]:
-    """Seconds per call of each runner: `rounds` rounds of `calls_per_round` calls, the runners
-    taking turns within a round and the order reversed every other round (after one warm-up)."""
-    names = list(runners)
-    for name in names:
-        runners[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        for name in names if i % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            for _ in range(calls_per_round):
-                runners[name]()
-            times[name].append((time.perf_counter() - start) / calls_per_round)
-    return times
 
 
 def quick_speed(rounds: int = 9, calls_per_round: int = 15) -> tuple[Table, Verdict]:

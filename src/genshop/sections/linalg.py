@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
@@ -22,6 +19,7 @@ import torch
 
 from genshop.claims import Verdict
 from genshop.linalg import log_volume, manifold_log_density, volume
+from genshop.timing import medians, time_interleaved
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 SHAPES = ((5, 3), (3, 5), (6, 2), (4, 4), (7, 4))
@@ -112,19 +110,6 @@ def det_exp_trace_errors(A: torch.Tensor) -> dict[str, float]:
     }
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call, the alternatives timed in turn within each repeat."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 BENCH_COLUMNS = ["comparison", "genshop (ms)", "alternative (ms)", "time alternative / genshop",
                  "max err genshop (nats)", "max err alternative (nats)"]
 
@@ -149,7 +134,7 @@ def benchmark_rows(batch: int, repeats: int, seed: int = 0) -> list[list]:
     }
     rows = []
     for name, (ours, alternative, reference) in pairs.items():
-        t = interleaved_medians({"ours": ours, "alt": alternative}, repeats)
+        t = medians(time_interleaved({"ours": ours, "alt": alternative}, repeats))
         rows.append([name, 1e3 * t["ours"], 1e3 * t["alt"], t["alt"] / t["ours"],
                      max_error(ours(), reference), max_error(alternative(), reference)])
     return rows

@@ -1,0 +1,34 @@
+"""Side-by-side timing for benchmarks and tour sections: alternatives measured in turn, medians.
+
+The machines are shared and noisy, so genshop never compares timings taken at different moments:
+the alternatives take turns within each round (the order reversed every other round) and the
+comparison is made on medians of the rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int,
+                     calls_per_round: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function: `rounds` rounds of `calls_per_round` calls, the
+    functions taking turns within a round, the order reversed every other round, after one
+    warm-up call each."""
+    names = list(fns)
+    for name in names:
+        fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            for _ in range(calls_per_round):
+                fns[name]()
+            times[name].append((time.perf_counter() - start) / calls_per_round)
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(ts) for name, ts in times.items()}
