@@ -204,7 +204,7 @@ def test_generator_derives_the_closed_form_conjugate(name):
 
 
 def test_generator_conjugate_has_the_envelope_gradient():
-    user = D.from_generator(lambda u: torch.xlogy(u, u))
+    user = D.FDivergence.from_generator(lambda u: torch.xlogy(u, u))
     t = torch.tensor([-1.0, 0.0, 2.0], dtype=F64, requires_grad=True)
     user.conjugate(t).sum().backward()
     torch.testing.assert_close(t.grad, torch.exp(t.detach() - 1))  # (f*)'(t) = u*(t)

@@ -76,6 +76,11 @@ class FDivergence:
         """f*(g_f(v)), computed without forming g_f(v) where that would lose precision."""
         return self._conjugate_of_activation(v)
 
+    @staticmethod
+    def from_generator(f: TensorFn, name: str = "custom") -> FDivergence:
+        """The divergence of a user's convex f with f(1) = 0: see the module's `from_generator`."""
+        return from_generator(f, name)
+
 
 def variational_bound(div: FDivergence, v_p: Tensor, v_q: Tensor) -> Tensor:
     """E_P[g_f(V)] − E_Q[f*(g_f(V))] from critic pre-activations V on P- and Q-samples.
