@@ -65,6 +65,9 @@ def test_train_sample_and_load_run(tmp_path, capsys):
     assert main(["train", "gan", "--steps", "10", "--ema", "0.5", *SMALL, "--out", str(run)]) == 0
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000005.png",
                                                                    "step_0000010.png"]
+    page = (run / "index.html").read_text()
+    assert "samples/step_0000010.png" in page and "Last logged step (10)" in page
+    assert (run / "curves.png").stat().st_size > 1000
     assert main(["sample", str(run), "-n", "300", "--seed", "4",
                  "--out", str(tmp_path / "s.npy")]) == 0
     x = np.load(tmp_path / "s.npy")

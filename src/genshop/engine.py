@@ -9,6 +9,7 @@ module owns the rest:
 * progress bar (tqdm: losses, it/s, ETA), `metrics.jsonl` every `log_every` steps, sample
   snapshots (scatter PNG for points, image grid for images) every `sample_every` steps;
 * EMA of the family's sampler: θ_ema ← d·θ_ema + (1 − d)·θ after each step (buffers copied);
+* `index.html` at the end (config, metric curves, last snapshots: `report.write_run_page`);
 * atomic checkpoints (`genshop.checkpoint`) every `checkpoint_every` steps and at the end, with
   models, optimisers, EMA, step and every RNG state, so `resume=True` continues bit for bit;
 * a NaN/Inf loss raises `TrainingDiverged` before anything is saved (the last good checkpoint
@@ -316,12 +317,20 @@ class _Loop:
                 if step % cfg.checkpoint_every == 0 or stopping:
                     last_saved = self._save(step)
                 if stopping:
+                    self._page()
                     return TrainResult(self.run_dir, step, True, self.d.rank)
         if last_saved != step:
             self._save(step)
         if not cfg.sample_every or step % cfg.sample_every:
             self._snapshot(step)
+        self._page()
         return TrainResult(self.run_dir, step, False, self.d.rank)
+
+    def _page(self) -> None:
+        if self.d.is_main:
+            from genshop.report import write_run_page
+
+            write_run_page(self.run_dir)
 
     def _input(self) -> StepInput:
         n = self.config.batch_size

@@ -120,3 +120,47 @@ def write_page(path: Path, title: str, body: str) -> Path:
            f"<p>Written {datetime.now():%Y-%m-%d %H:%M:%S}.</p>{body}</body></html>")
     path.write_text(doc, encoding="utf-8")
     return path
+
+
+def metric_curves(records: Sequence[dict[str, Any]]) -> Figure:
+    """One panel per logged quantity of metrics.jsonl against the step (it/s left out)."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in records[0] if k not in ("step", "it_per_s")]
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    steps = [r["step"] for r in records]
+    for ax in axes.flat[len(keys):]:
+        ax.set_axis_off()
+    for ax, key in zip(axes.flat, keys, strict=False):
+        ax.plot(steps, [r.get(key, math.nan) for r in records], lw=1)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
+    """`run_dir/index.html` of a training run: its config, metric curves, the last snapshots."""
+    import json
+
+    from genshop.tour import Table
+
+    config = json.loads((run_dir / "config.json").read_text())
+    body = table_html(Table("Config", ["option", "value"], [[k, v] for k, v in config.items()]))
+    metrics = run_dir / "metrics.jsonl"
+    records = ([json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+               if metrics.is_file() else [])
+    if records:
+        last = records[-1]
+        body += table_html(Table(f"Last logged step ({last['step']})", ["quantity", "value"],
+                                 [[k, v] for k, v in last.items() if k != "step"]))
+        save_figure(metric_curves(records), run_dir / "curves.png")
+        body += "<h3>Curves</h3><img src='curves.png' alt='metric curves'>"
+    shots = sorted((run_dir / "samples").glob("step_*.png"))[-snapshots:]
+    body += "".join(f"<h3>Samples at {html.escape(p.stem)}</h3>"
+                    f"<img src='samples/{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
+                    for p in shots)
+    return write_page(run_dir / "index.html", f"genshop run: {run_dir.name}", body)
