@@ -93,3 +93,13 @@ def test_cli_unknown_tour_section_is_one_line_and_exit_2(capsys):
     err = capsys.readouterr().err
     assert err.startswith("genshop: error: unknown tour section 'no-such-section'")
     assert err.count("\n") == 1
+
+
+def test_a_claim_reported_by_two_sections_fails_the_second(tmp_path, fake_sections):
+    tour.section("copycat", "Reports the good section's claim", order=3)(
+        lambda ctx: tour.SectionResult(claims={"slerp": Verdict("does not hold", "")}))
+    outcome = tour.run_tour(tmp_path, only=["good", "copycat"])
+    assert outcome.failed == ["copycat"]
+    assert "slerp (by good)" in outcome.outcomes[1].error
+    page = outcome.report.read_text(encoding="utf-8")
+    assert page.count("<tr class='holds'>") == 1 and "<tr class='does-not-hold'>" not in page

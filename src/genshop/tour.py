@@ -130,13 +130,28 @@ def run_tour(out_root: Path = Path("runs"), only: Sequence[str] = (), seed: int 
     outcomes = []
     for i, sec in enumerate(sections, 1):
         print(f"[{i}/{len(sections)}] {sec.name}: {sec.title} ...", file=sys.stderr, flush=True)
-        outcome = run_section(sec, run_dir, seed)
+        outcome = _one_owner_per_claim(run_section(sec, run_dir, seed), outcomes)
         status = "ok" if outcome.ok else "FAILED"
         print(f"[{i}/{len(sections)}] {sec.name}: {status} in {outcome.seconds:.1f} s",
               file=sys.stderr, flush=True)
         outcomes.append(outcome)
     write_results_json(run_dir / "results.json", outcomes)
     return TourOutcome(run_dir, write_report(run_dir, outcomes), outcomes)
+
+
+def _one_owner_per_claim(outcome: SectionOutcome,
+                         earlier: Sequence[SectionOutcome]) -> SectionOutcome:
+    """A claim has one measuring section: a second section reporting it fails, so the claims
+    table never shows a verdict silently replaced by another."""
+    if outcome.result is None:
+        return outcome
+    owners = {c: o.section.name for o in earlier if o.result for c in o.result.claims}
+    clash = sorted(set(outcome.result.claims) & set(owners))
+    if not clash:
+        return outcome
+    taken = ", ".join(f"{c} (by {owners[c]})" for c in clash)
+    return SectionOutcome(outcome.section, outcome.seconds,
+                          error=f"claims already reported by another section: {taken}")
 
 
 def write_results_json(path: Path, outcomes: Sequence[SectionOutcome]) -> None:
