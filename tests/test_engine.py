@@ -1,5 +1,6 @@
 """The training engine: exact resume, EMA, divergence stop, Ctrl-C, atomic checkpoints, DDP."""
 
+import functools
 import json
 import os
 import random
@@ -50,10 +51,11 @@ def assert_states_equal(a, b):
 @pytest.mark.parametrize("step", ["alternating", "fused"])
 def test_resumed_run_equals_straight_run_bitwise(tmp_path, step):
     options = {"step": step, "loss": "rasgan", "ema": 0.9}
-    train(GanFamily, tiny(tmp_path / "straight", steps=100, **options), progress=False)
-    train(GanFamily, tiny(tmp_path / "split", steps=50, **options), progress=False)
+    run = functools.partial(train, GanFamily, progress=False, evaluate=sample_mean)
+    run(tiny(tmp_path / "straight", steps=100, **options))
+    run(tiny(tmp_path / "split", steps=50, **options))
     assert load_state(tmp_path / "split")["step"] == 50
-    train(GanFamily, tiny(tmp_path / "split", steps=100, **options), resume=True, progress=False)
+    run(tiny(tmp_path / "split", steps=100, **options), resume=True)
     a, b = load_state(tmp_path / "straight"), load_state(tmp_path / "split")
     assert a["step"] == b["step"] == 100
     for key in ("models", "optimizers", "ema", "rng"):
@@ -62,6 +64,16 @@ def test_resumed_run_equals_straight_run_bitwise(tmp_path, step):
                 for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
                for run in ("straight", "split")]
     assert metrics[0] == metrics[1] and [m["step"] for m in metrics[0]] == list(range(5, 101, 5))
+    assert len({m["sample_mean"] for m in metrics[0]}) == 20  # evaluated at every logged step
+    train(GanFamily, tiny(tmp_path / "plain", steps=100, **options), progress=False)
+    assert_states_equal(load_state(tmp_path / "plain")["models"], a["models"])  # eval is inert
+
+
+def sample_mean(step: int, net: torch.nn.Module) -> dict[str, float]:
+    """An evaluation hook: draws from its own generator, so training's RNG stays untouched."""
+    assert not net.training and not torch.is_grad_enabled()
+    z = torch.randn(64, net.latent_dim, generator=torch.Generator().manual_seed(step))
+    return {"sample_mean": net(z).mean().item()}
 
 
 def test_a_different_seed_gives_a_different_run(tmp_path):

@@ -34,7 +34,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from genshop.errors import BadInputError, TrainingDiverged
 from genshop.families import Family, StepInput, get_family, share
 from genshop.threads import torch_threads
 
+Evaluate = Callable[[int, nn.Module], dict[str, float]]
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SNAPSHOT_COUNT = 1000
@@ -170,17 +171,26 @@ def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
     return int(state["step"])
 
 
+@contextlib.contextmanager
+def inference(net: nn.Module) -> Iterator[None]:
+    """No autograd and eval mode (BatchNorm running statistics untouched), the mode restored."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        net.train(was_training)
+
+
 def _snapshot(family: Family, net: nn.Module, dataset: Any, train_set: Tensor, step: int,
               path: Path, seed: int) -> None:
     import matplotlib.pyplot as plt
 
     from genshop.report import save_figure
 
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
+    with inference(net):
         x = family.sample(net, SNAPSHOT_COUNT, torch.Generator().manual_seed(seed)).cpu()
-    net.train(was_training)
     if dataset.kind == "points":
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(*train_set[:SNAPSHOT_COUNT].cpu().T[:2], s=2, c="0.75", label="data")
@@ -234,8 +244,14 @@ def fit(family: str, *, progress: bool = False, **options: Any) -> TrainResult:
 
 
 def train(family_cls: type[Family], config: RunConfig, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train `family_cls` with `config` into `config.out` (see the module docstring)."""
+          progress: bool = True, evaluate: Evaluate | None = None) -> TrainResult:
+    """Train `family_cls` with `config` into `config.out` (see the module docstring).
+
+    `evaluate(step, sampler)`, if given, runs on the main process at every logged step with the
+    net that samples (the EMA copy when EMA is on; eval mode, no autograd); its numbers join that
+    step's metrics.jsonl line. It must leave the global RNG alone (use its own
+    `torch.Generator`) so that a resumed run still equals an uninterrupted one.
+    """
     d = _init_distributed(config.device)
     if config.batch_size % d.world_size:
         raise BadInputError(f"batch size {config.batch_size} does not split over "
@@ -247,14 +263,14 @@ def train(family_cls: type[Family], config: RunConfig, resume: bool = False,
                             "choose another --out")
     try:
         with torch_threads(config.threads):
-            return _train(family_cls, config, resume, progress, d, ckpt_path)
+            return _train(family_cls, config, resume, progress, d, ckpt_path, evaluate)
     finally:
         if d.owns_group:
             dist.destroy_process_group()
 
 
 def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: bool, d: _Dist,
-           ckpt_path: Path) -> TrainResult:
+           ckpt_path: Path, evaluate: Evaluate | None) -> TrainResult:
     run_dir = ckpt_path.parent
     _seed_everything(config.seed)
     device = _device(config)
@@ -275,7 +291,7 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
         if resume:
             _truncate_metrics(run_dir / METRICS, step)
     train_set = dataset.training_set(seed=config.seed).to(device)
-    loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir)
+    loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate)
     return loop.run(step, progress)
 
 
@@ -289,6 +305,7 @@ class _Loop:
     ema: _Ema | None
     d: _Dist
     run_dir: Path
+    evaluate: Evaluate | None = None
 
     def run(self, step: int, progress: bool) -> TrainResult:
         from tqdm.auto import tqdm
@@ -311,7 +328,8 @@ class _Loop:
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     rate = (step - start_step) / (time.perf_counter() - start)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                    self._log({"step": step, **losses, "it_per_s": rate})
+                    self._log({"step": step, **losses, "it_per_s": rate,
+                               **self._evaluation(step)})
                 if cfg.sample_every and step % cfg.sample_every == 0:
                     self._snapshot(step)
                 if step % cfg.checkpoint_every == 0 or stopping:
@@ -345,6 +363,13 @@ class _Loop:
                 if last_saved is not None else "no checkpoint had been written yet")
         raise TrainingDiverged(f"{bad} at step {step}; training stopped and {kept}; lower the "
                                "learning rates or try another loss")
+
+    def _evaluation(self, step: int) -> dict[str, float]:
+        if not (self.evaluate and self.d.is_main):
+            return {}
+        net = self.ema.net if self.ema else self.family.sampler()
+        with inference(net):
+            return self.evaluate(step, net)
 
     def _log(self, record: dict[str, float]) -> None:
         if self.d.is_main:
