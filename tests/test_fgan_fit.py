@@ -99,3 +99,18 @@ def test_divergences_command_prints_the_checked_catalog(capsys):
     assert lines[1].startswith("kl ") and lines[1].rstrip().endswith("6/6")
     assert lines[2].startswith("alpha:0.5 ") and lines[2].rstrip().endswith("6/6")
     assert np.all(["exp(t−1)" in lines[1]])
+
+
+def exact_row(name: str) -> F.FitRow:
+    mu, sigma = F.exact_fit(D.get(name))
+    return F.FitRow(name, mu, sigma, mu, sigma, 0.0, 0.0)
+
+
+def test_cross_table_of_exact_fits_has_each_fit_best_under_its_own_divergence():
+    rows = [exact_row(n) for n in ("kl", "reverse_kl", "js")]
+    table = F.cross_table(rows)
+    assert F.diagonal_is_row_minimum(table) == [True, True, True]
+    kl_at_kl_fit = F.divergence_to_gaussian(D.get("kl"), F.TARGET, rows[0].mu, rows[0].sigma)
+    assert table[0][0] == kl_at_kl_fit and table[0][1] > 2 * kl_at_kl_fit
+    swapped = [row[::-1] for row in table]  # column order reversed: the kl row's min moves
+    assert F.diagonal_is_row_minimum(swapped)[0] is False

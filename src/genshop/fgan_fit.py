@@ -178,6 +178,20 @@ def compare(name: str, *, steps: int = 800, seed: int = 0,
                   divergence_to_gaussian(div, target, mu_star, sigma_star))
 
 
+def cross_table(rows: list[FitRow], target: GaussianMixture1D = TARGET) -> list[list[float]]:
+    """D_j(P‖Q_i): row j measures with divergence j the f-GAN fit Q_i trained with divergence i
+    (Nowozin et al. 2016, Table 4). Each fit should be the best under its own divergence."""
+    return [[divergence_to_gaussian(D.get(j.divergence), target, i.mu, i.sigma) for i in rows]
+            for j in rows]
+
+
+TIE = 1e-4  # relative: a diagonal entry this close to its row's minimum counts as the minimum
+
+
+def diagonal_is_row_minimum(table: list[list[float]]) -> list[bool]:
+    return [row[k] <= min(row) * (1 + TIE) for k, row in enumerate(table)]
+
+
 def mode_behaviour(rows: list[FitRow], target: GaussianMixture1D = TARGET) -> dict[str, bool]:
     """KL covers both modes (μ strictly between them, σ > twice a component's sd); reverse KL
     locks onto the heavier mode (|μ − mode| < 0.2, σ < 1.4 × its sd). Measured on f-GAN fits."""
