@@ -2,6 +2,7 @@
 
 import functools
 import json
+import math
 import os
 import random
 import signal
@@ -16,7 +17,7 @@ import torch
 from genshop import checkpoint
 from genshop.config import GanConfig, from_dict, read_config_json
 from genshop.data import get_dataset
-from genshop.engine import CHECKPOINT, _image_grid, _seed_everything, train
+from genshop.engine import CHECKPOINT, _image_grid, _seed_everything, lr_factor, train
 from genshop.errors import DataError, TrainingDiverged
 from genshop.families import StepInput
 from genshop.families.gan import GanFamily
@@ -139,6 +140,18 @@ def test_ctrl_c_checkpoints_and_returns(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_interrupted_cosine_run_resumes_on_the_same_schedule(tmp_path):
+    def config(out):
+        return tiny(out, steps=12, lr_schedule="cosine", step="fused")
+
+    assert train(InterruptAtStep4, config(tmp_path / "cut"), progress=False).step == 4
+    train(GanFamily, config(tmp_path / "cut"), resume=True, progress=False)
+    train(GanFamily, config(tmp_path / "straight"), progress=False)
+    cut, straight = load_state(tmp_path / "cut"), load_state(tmp_path / "straight")
+    for key in ("models", "optimizers", "rng"):
+        assert_states_equal(cut[key], straight[key])
+
+
 def test_atomic_save_and_corrupt_checkpoint(tmp_path):
     path = tmp_path / "c.pt"
     checkpoint.save_atomic({"x": torch.arange(3)}, path)
@@ -211,3 +224,18 @@ def test_image_grid_tiles_eight_a_row():
     grid = _image_grid(x)
     assert grid.shape == (4, 24)
     assert grid[2:4, 3:6].min() == 1 and grid.sum() == 6
+
+
+def test_lr_factor_constant_and_cosine():
+    assert [lr_factor("constant", k, 10) for k in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
+    assert lr_factor("cosine", 9, 10) == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))
+
+
+def test_cosine_schedule_sets_every_group_from_its_initial_rate(tmp_path):
+    train(GanFamily, tiny(tmp_path, steps=8, step="fused", lr_d=2e-3, lr_g=1e-3,
+                          lr_schedule="cosine"), progress=False)
+    groups = load_state(tmp_path)["optimizers"]["opt"]["param_groups"]
+    last = lr_factor("cosine", 7, 8)  # the rate used by the 8th (last) step
+    assert [g["initial_lr"] for g in groups] == [2e-3, 1e-3]
+    assert [g["lr"] for g in groups] == pytest.approx([2e-3 * last, 1e-3 * last], rel=1e-12)

@@ -48,6 +48,9 @@ class RunConfig:
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
     threads: int = option(0, "CPU threads torch may use (0 = torch's default); the 2-D recipes "
                              "use 1, which suits their tiny nets on a shared CPU")
+    lr_schedule: str = option("constant", "learning rates over the run: constant, or cosine "
+                                          "decay from the set rate to 0 at --steps",
+                              ("constant", "cosine"))
 
 
 @dataclass

@@ -8,6 +8,7 @@ module owns the rest:
   each step draws global-batch indices into the fixed training set, every process takes its share;
 * progress bar (tqdm: losses, it/s, ETA), `metrics.jsonl` every `log_every` steps, sample
   snapshots (scatter PNG for points, image grid for images) every `sample_every` steps;
+* learning rates follow `config.lr_schedule` (constant or cosine), set from the step each time;
 * EMA of the family's sampler: θ_ema ← d·θ_ema + (1 − d)·θ after each step (buffers copied);
 * `index.html` at the end (config, metric curves, last snapshots: `report.write_run_page`);
 * atomic checkpoints (`genshop.checkpoint`) every `checkpoint_every` steps and at the end, with
@@ -171,6 +172,24 @@ def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
     return int(state["step"])
 
 
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The multiplier of every set learning rate at 0-based `step` of a `steps`-step run:
+    1 (constant) or ½(1 + cos(π·step/steps)) (cosine: 1 at the start, → 0 at the end)."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    return 1.0
+
+
+def set_learning_rates(optimizers, config: RunConfig, step: int) -> None:
+    """lr = initial_lr · lr_factor for every parameter group: a pure function of the step, so a
+    resumed run follows the same schedule (the groups keep `initial_lr` in their state)."""
+    factor = lr_factor(config.lr_schedule, step, config.steps)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+
+
 @contextlib.contextmanager
 def inference(net: nn.Module) -> Iterator[None]:
     """No autograd and eval mode (BatchNorm running statistics untouched), the mode restored."""
@@ -317,6 +336,7 @@ class _Loop:
         start, start_step = time.perf_counter(), step
         with stop.installed(), bar:
             while step < cfg.steps:
+                set_learning_rates(self.family.optimizers().values(), cfg, step)
                 losses = self.family.train_step(self._input())
                 finite, stopping = _all_finite_and_stop(losses, stop.requested, self.d)
                 if not finite:
