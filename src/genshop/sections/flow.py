@@ -14,15 +14,14 @@ import math
 import torch
 
 from genshop.data import get_dataset
-from genshop.families.flow import train_flow
+from genshop.families.flow import FlowConfig, train_flow
 from genshop.flows import Flow, gaussian_baseline_nll
 from genshop.threads import torch_threads
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 TEST_SIZE = 5_000
 STEPS = 1500
-OPTIONS = {"steps": STEPS, "lr": 1e-3, "blocks": 8, "hidden": 64, "sample_every": 0,
-           "log_every": 100}
+OPTIONS = {"steps": STEPS, "sample_every": 0, "log_every": 100}  # the rest: FlowConfig defaults
 
 
 def true_mixture_nll(dataset, x: torch.Tensor) -> float:
@@ -32,6 +31,14 @@ def true_mixture_nll(dataset, x: torch.Tensor) -> float:
     log_comp = -sq / (2 * dataset.std**2) - math.log(2 * math.pi * dataset.std**2)
     log_p = torch.logsumexp(log_comp, dim=1) - math.log(dataset.num_modes)
     return -log_p.mean().item()
+
+
+def flow_settings() -> dict:
+    """The options that shape the tour's flow: FlowConfig defaults with OPTIONS applied."""
+    config = FlowConfig(**OPTIONS)
+    keys = ("steps", "batch_size", "lr", "lr_schedule", "blocks", "hidden", "max_log_scale",
+            "clip")
+    return {k: getattr(config, k) for k in keys}
 
 
 def train_and_score(ctx: SectionContext, name: str) -> tuple[Flow, list]:
@@ -81,10 +88,8 @@ def run(ctx: SectionContext) -> SectionResult:
         tables=[Table("Held-out NLL, nats per point (lower is better)",
                       ["data", "flow", "Gaussian (ML fit)", "true mixture density"], rows,
                       note=f"Trained by the engine on the 100k-point training set, scored on "
-                           f"{TEST_SIZE} fresh points; 8 blocks of ExpmLinear + affine coupling "
-                           f"(hidden 64, tanh-bounded log-scale 2), Adam, batch 256, options "
-                           f"{OPTIONS}. Reproduce: genshop train flow --data ring8 --steps "
-                           "1500.")],
+                           f"{TEST_SIZE} fresh points; config {flow_settings()}. Reproduce: "
+                           f"genshop train flow --data ring8 --steps {STEPS}.")],
         figures=[figure],
         metrics={f"{row[0]}_{col}": value for row in rows
                  for col, value in zip(("flow_nll", "gaussian_nll", "true_nll"), row[1:],
