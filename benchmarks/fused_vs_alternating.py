@@ -12,6 +12,10 @@ process (same nets, Adam with the fused CPU kernel, fixed batches) and prints me
 is the alternating/fused ratio of the medians.
 
     .venv/bin/python benchmarks/fused_vs_alternating.py [--rounds 25] [--threads 1]
+        [--batch 64] [--pair mlp-2d|dcgan-28 ...] [--loss NAME ...]
+
+A large `--batch` (e.g. 2048 for mlp-2d) shows the compute-bound ratio, where fixed per-step
+overheads no longer count.
 """
 
 from __future__ import annotations
@@ -29,10 +33,9 @@ from genshop import losses, nets, steps
 from genshop.sections.gan_losses import StepRunner, step_runners
 from genshop.timing import time_interleaved
 
-BATCH = 64
-PAIRS = {  # name: (make (G, D), real batch shape, steps per timed round)
-    "mlp-2d": (nets.mlp_pair, (BATCH, 2), 20),
-    "dcgan-28": (nets.dcgan_pair, (BATCH, 1, 28, 28), 2),
+PAIRS = {  # name: (make (G, D), shape of one real sample, steps per timed round at batch 64)
+    "mlp-2d": (nets.mlp_pair, (2,), 20),
+    "dcgan-28": (nets.dcgan_pair, (1, 28, 28), 2),
 }
 
 
@@ -96,20 +99,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=25, help="interleaved timing rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (the target: 64)")
+    parser.add_argument("--pair", action="append", choices=list(PAIRS), default=None,
+                        help="nets to time (repeatable; default: all)")
     parser.add_argument("--loss", action="append", default=None,
                         help="loss name (repeatable; default: hinge, the post's, and rsgan)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.loss or ["hinge", "rsgan"]
 
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, "
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
           f"{args.rounds} interleaved rounds, Adam (fused CPU kernel)")
     header = (f"{'pair':10s} {'loss':8s} {'mode':12s} {'median ms':>10s} {'IQR ms':>13s} "
               f"{'peak saved MiB':>15s} {'grad gap':>9s}")
     print(header)
     print("-" * len(header))
     ratios, paired = [], []
-    for pair, (make, shape, calls) in PAIRS.items():
+    for pair in args.pair or list(PAIRS):
+        make, sample_shape, calls = PAIRS[pair]
+        shape, calls = (args.batch, *sample_shape), max(1, calls * 64 // args.batch)
         for name in names:
             loss = losses.get_loss(name)
             torch.manual_seed(0)
