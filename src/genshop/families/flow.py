@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from genshop.config import RunConfig, from_dict, option
 from genshop.errors import BadInputError
-from genshop.families import Family, StepInput, register
+from genshop.families import Family, StepInput, adam, register
 from genshop.flows import Flow
 
 
@@ -56,7 +56,7 @@ class FlowFamily(Family):
                                 f"not {dataset.kind} ({dataset.name})")
         train_set = dataset.training_set(seed=config.seed)  # the engine's training points
         self.flow = build_flow(config, dataset.shape[0]).standardize_with_(train_set).to(device)
-        self.opt = torch.optim.Adam(self.flow.parameters(), lr=config.lr)
+        self.opt = adam(self.flow.parameters(), lr=config.lr)
         self.clip = config.clip
 
     def modules(self) -> dict[str, nn.Module]:
