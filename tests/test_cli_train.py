@@ -92,6 +92,15 @@ def test_resume_continues_and_rejects_changed_options(tmp_path, capsys):
     assert load_run(run).step == 6
 
 
+def test_resume_keeps_the_steps_of_a_cosine_schedule(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    options = [*SMALL, "--lr-schedule", "cosine", "--out", run]
+    assert main(["train", "gan", "--steps", "4", *options]) == 0
+    assert main(["train", "gan", "--resume", "--steps", "6", "--out", run]) == 2
+    assert "cosine learning-rate schedule spans the run's 4 steps" in capsys.readouterr().err
+    assert main(["train", "gan", "--resume", "--steps", "4", "--quiet", "--out", run]) == 0
+
+
 def test_missing_or_corrupt_run_directory(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     result = train(cls, config, resume=args.resume, progress=not args.quiet)
     status = "interrupted; resume with --resume" if result.interrupted else "done"
     if result.rank == 0:
-        print(f"{status}: step {result.step} in {Path(result.run_dir).resolve()}")
+        run_dir = Path(result.run_dir).resolve()
+        print(f"{status}: step {result.step} in {run_dir}\nreport: {run_dir / 'index.html'}")
     return 130 if result.interrupted else 0
 
 
@@ -67,6 +68,11 @@ def _resumed(cls, user: dict):
     if clashes:
         raise BadInputError(f"option(s) {', '.join(clashes)} differ from the saved run; when "
                             f"resuming only {', '.join(sorted(RESUMABLE))} may change")
+    scheduled = saved.get("lr_schedule", "constant") != "constant"
+    if scheduled and user.get("steps", saved["steps"]) != saved["steps"]:
+        raise BadInputError(f"the {saved['lr_schedule']} learning-rate schedule spans the run's "
+                            f"{saved['steps']} steps; resume with the same --steps, or train "
+                            "a new run")
     return from_dict(cls.config_class, {**saved, **user})
 
 
