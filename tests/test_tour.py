@@ -103,3 +103,10 @@ def test_a_claim_reported_by_two_sections_fails_the_second(tmp_path, fake_sectio
     assert "slerp (by good)" in outcome.outcomes[1].error
     page = outcome.report.read_text(encoding="utf-8")
     assert page.count("<tr class='holds'>") == 1 and "<tr class='does-not-hold'>" not in page
+
+
+def test_the_real_sections_register_in_tour_order():
+    names = [s.name for s in tour.discover()]
+    assert names[:3] == ["divergences", "fgan_fit", "gan_losses"]
+    assert {"modes", "rsgan_speed", "linalg", "flow"} <= set(names)
+    assert len(names) == len(set(names))
