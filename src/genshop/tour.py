@@ -22,6 +22,7 @@ from typing import Any
 
 from genshop.claims import CLAIM_IDS, Verdict
 from genshop.registry import Registry
+from genshop.threads import torch_threads
 
 
 @dataclass
@@ -95,11 +96,15 @@ def discover() -> list[Section]:
 
 
 def run_section(sec: Section, run_dir: Path, seed: int) -> SectionOutcome:
+    """Run one section on one torch thread (its tensors are small, and on a busy machine extra
+    OpenMP threads wait on each other: a grid integral took 40× longer with two); a section that
+    does heavy work may raise the count inside with `genshop.threads.torch_threads`."""
     ctx = SectionContext(sec.name, run_dir / sec.name, seed)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        result = sec.run(ctx)
+        with torch_threads(1):
+            result = sec.run(ctx)
         unknown = set(result.claims) - CLAIM_IDS
         if unknown:
             raise ValueError(f"section {sec.name} reports unknown claims {sorted(unknown)}")
