@@ -47,7 +47,7 @@ def test_fit_is_the_python_twin_of_the_command(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--loss", "nosuch"], "unknown loss 'nosuch'; choose one of: .*rasgan"),
-    (["--data", "ring9"], "unknown data set 'ring9'; choose one of: grid25, ring8"),
+    (["--data", "ring9"], "unknown data set 'ring9'; choose one of: grid25, mnist, ring8"),
     (["--step", "both"], "invalid choice: 'both' \\(choose from '?alternating'?, '?fused'?\\)"),
 ])
 def test_bad_names_fail_in_one_line_with_the_choices(capsys, argv, message):
