@@ -226,10 +226,11 @@ def test_image_grid_tiles_eight_a_row():
     assert grid[2:4, 3:6].min() == 1 and grid.sum() == 6
 
 
-def test_lr_factor_constant_and_cosine():
+def test_lr_factor_constant_cosine_and_linear():
     assert [lr_factor("constant", k, 10) for k in (0, 5, 9)] == [1.0, 1.0, 1.0]
     assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
     assert lr_factor("cosine", 9, 10) == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))
+    assert [lr_factor("linear", k, 8) for k in (0, 2, 7)] == [1.0, 0.75, 0.125]
 
 
 def test_cosine_schedule_sets_every_group_from_its_initial_rate(tmp_path):

@@ -129,3 +129,41 @@ def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
     perfect.runs[0].scores = score_dataset(RING.sample(SCORED_SAMPLES), RING)
     table = table_rows([rows[1], perfect])
     assert table[0][:4] == ["perfect", "fused", 1, "8.0"]
+
+
+def test_jobs_run_in_worker_processes_and_equal_one_process(tmp_path):
+    from genshop.commands.bench import Task, run_tasks
+
+    tiny = {"steps": 5, "batch_size": 32, "width": 16, "depth": 2}
+
+    def task(loss: str, seed: int, folder: str) -> Task:
+        return Task("ring8", loss, "fused", seed, tmp_path / folder / f"{loss}-s{seed}", tiny)
+
+    lines: list[str] = []
+    parallel = run_tasks([task("nsgan", 0, "p"), task("lsgan", 1, "p")], jobs=2,
+                         progress=lines.append)
+    (serial,) = run_tasks([task("lsgan", 1, "s")], jobs=1)
+    assert len(lines) == 2 and all("CPU-s" in line for line in lines)
+    assert [(r.loss, r.seed) for r in parallel] == [("nsgan", 0), ("lsgan", 1)]
+    assert torch.equal(parallel[1].samples, serial.samples)
+    assert parallel[1].scores.counts == serial.scores.counts
+    assert not torch.equal(parallel[0].samples, serial.samples)
+    assert (tmp_path / "p" / "nsgan-s0" / "config.json").is_file()
+
+
+def test_resumed_task_is_scored_again_not_retrained(tmp_path):
+    from genshop.commands.bench import DONE, Task
+    from genshop.errors import BadInputError
+
+    tiny = {"steps": 5, "batch_size": 32, "width": 16, "depth": 2}
+    task = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", tiny)
+    first = task.run()
+    stamp = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
+    again = task.run()
+    assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == stamp  # not retrained
+    assert torch.equal(first.samples, again.samples) and again.cpu_seconds == first.cpu_seconds
+    (tmp_path / "run" / DONE).unlink()  # as if interrupted: trained again from scratch
+    assert torch.equal(task.run().samples, first.samples)
+    other = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", {**tiny, "steps": 6})
+    with pytest.raises(BadInputError, match="another config"):
+        other.run()

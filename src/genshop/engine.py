@@ -174,9 +174,12 @@ def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
 
 def lr_factor(schedule: str, step: int, steps: int) -> float:
     """The multiplier of every set learning rate at 0-based `step` of a `steps`-step run:
-    1 (constant) or ½(1 + cos(π·step/steps)) (cosine: 1 at the start, → 0 at the end)."""
+    1 (constant), ½(1 + cos(π·step/steps)) (cosine) or 1 − step/steps (linear); the last two
+    are 1 at the start and → 0 at the end."""
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    if schedule == "linear":
+        return 1.0 - step / steps
     return 1.0
 
 

@@ -9,14 +9,19 @@ Each (loss, step) row is trained by `genshop.engine` (the GAN family) from `--se
 data set's recipe (`genshop.config.RECIPES`), then the `--best` best rows get `--best-seeds` seeds
 in all, as PacGAN reports 10 trials.
 The run directory gets `results.json`, `index.html` (tables beside PacGAN's Table 1) and scatter
-plots of seed 0 of every row.
+plots of seed 0 of every row. `--jobs N` trains N runs at once in spawned worker processes of one
+torch thread each (every run is seeded by its task, so the numbers equal `--jobs 1`); each
+finished run leaves `bench-run.json` in its folder, so `--resume BENCH_DIR` continues an
+interrupted benchmark without retraining what finished (it checks the saved configs match).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from genshop.errors import BadInputError
+
 if TYPE_CHECKING:
     from genshop.metrics.modes import Aggregate, ModeScores
 
@@ -33,6 +40,7 @@ NAME = "bench"
 HELP = "benchmarks: `bench modes` scores every GAN loss on the 2-D ring/grid mode protocol"
 
 STEP_KINDS = ("alternating", "fused")
+DONE = "bench-run.json"  # written into a run's folder when it has finished (for --resume)
 
 
 # PacGAN Table 1 (Lin et al. 2018, 10 trials, mean ± s.e.): (modes, HQ %, reverse KL) per data.
@@ -77,12 +85,9 @@ def gan_config(data: str, loss: str, step: str, seed: int, out: Path,
 def train_toy_gan(data_name: str, loss_name: str, step: str, seed: int, out: Path,
                   overrides: dict[str, Any] | None = None) -> ToyRun:
     """Train through `genshop.engine` into `out`; score 2,500 samples of the final G."""
-    from genshop.data import get_dataset
     from genshop.engine import train
     from genshop.errors import TrainingDiverged
     from genshop.families.gan import GanFamily
-    from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
-    from genshop.runs import load_run
 
     config = gan_config(data_name, loss_name, step, seed, out, overrides)
     start = time.process_time()
@@ -91,13 +96,23 @@ def train_toy_gan(data_name: str, loss_name: str, step: str, seed: int, out: Pat
         diverged = False
     except TrainingDiverged:
         diverged = True
-    cpu = time.process_time() - start
+    return score_run(config, time.process_time() - start, diverged)
+
+
+def score_run(config, cpu_seconds: float, diverged: bool) -> ToyRun:
+    """Score 2,500 samples (seed 10,000 + run seed) of the trained run `config.out`."""
+    from genshop.data import get_dataset
+    from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
+    from genshop.runs import load_run
+    from genshop.threads import torch_threads
+
     if diverged:
         samples = torch.full((SCORED_SAMPLES, 2), math.nan)
     else:
-        samples = load_run(out).sample(SCORED_SAMPLES, seed=10_000 + seed)
-    scores = score_dataset(samples, get_dataset(data_name))
-    return ToyRun(loss_name, step, seed, samples, scores, cpu, diverged)
+        with torch_threads(config.threads):
+            samples = load_run(config.out).sample(SCORED_SAMPLES, seed=10_000 + config.seed)
+    scores = score_dataset(samples, get_dataset(config.data))
+    return ToyRun(config.loss, config.step, config.seed, samples, scores, cpu_seconds, diverged)
 
 
 @dataclass
@@ -118,21 +133,90 @@ class Row:
         return (agg.modes[0], -kl if math.isfinite(kl) else -math.inf, agg.hq_percent[0])
 
 
+@dataclass(frozen=True)
+class Task:
+    """One training run of the benchmark, picklable for a worker process."""
+
+    data: str
+    loss: str
+    step: str
+    seed: int
+    out: Path
+    overrides: dict[str, Any] | None = None
+
+    def run(self) -> ToyRun:
+        """Train and score; a finished run of `--resume` is only scored again (not retrained)."""
+        if (self.out / DONE).is_file():
+            return self.reuse()
+        if self.out.exists():  # interrupted before it finished: start it again
+            shutil.rmtree(self.out)
+        run = train_toy_gan(self.data, self.loss, self.step, self.seed, self.out,
+                            self.overrides)
+        (self.out / DONE).write_text(json.dumps({"cpu_seconds": run.cpu_seconds,
+                                                 "diverged": run.diverged}))
+        return run
+
+    def reuse(self) -> ToyRun:
+        from genshop.config import read_config_json
+
+        config = gan_config(self.data, self.loss, self.step, self.seed, self.out,
+                            self.overrides)
+        saved = {k: v for k, v in read_config_json(self.out).items() if k != "family"}
+        if saved != dataclasses.asdict(config):
+            raise BadInputError(f"{self.out} was trained with another config than this "
+                                "benchmark's; resume with the same recipe and --steps")
+        done = json.loads((self.out / DONE).read_text())
+        return score_run(config, done["cpu_seconds"], done["diverged"])
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def run_tasks(tasks: Sequence[Task], jobs: int = 1,
+              progress: Callable[[str], None] = lambda _: None) -> list[ToyRun]:
+    """Run every task, in `jobs` spawned worker processes (1 torch thread each) when jobs > 1.
+
+    Results come back in the order of `tasks`, equal to a serial run's (each run is seeded by its
+    task); `progress` gets one line per run as it finishes.
+    """
+    if jobs <= 1:
+        results = []
+        for task in tasks:
+            results.append(task.run())
+            progress(describe(results[-1]))
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: dict[int, ToyRun] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread) as pool:
+        futures = {pool.submit(task.run): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            progress(describe(done[futures[future]]))
+    return [done[i] for i in range(len(tasks))]
+
+
 def run_rows(data: str, losses: Sequence[str], steps: Sequence[str], seeds: Sequence[int],
              out: Path, overrides: dict[str, Any] | None = None,
-             progress: Callable[[str], None] = lambda _: None) -> list[Row]:
+             progress: Callable[[str], None] = lambda _: None, jobs: int = 1) -> list[Row]:
     """Train and score every (loss, step) for every seed; run k goes to out/<loss>-<step>-s<k>."""
-    rows = []
-    for loss in losses:
-        for step in steps:
-            runs = []
-            for seed in seeds:
-                run = train_toy_gan(data, loss, step, seed, out / f"{loss}-{step}-s{seed}",
-                                    overrides)
-                progress(describe(run))
-                runs.append(run)
-            rows.append(Row(loss, step, runs))
+    rows = [Row(loss, step, []) for loss in losses for step in steps]
+    add_seeds(data, rows, seeds, out, overrides, progress, jobs)
     return rows
+
+
+def add_seeds(data: str, rows: Sequence[Row], seeds: Sequence[int], out: Path,
+              overrides: dict[str, Any] | None = None,
+              progress: Callable[[str], None] = lambda _: None, jobs: int = 1) -> None:
+    """Append to each row its runs for `seeds` (all rows' runs share the `jobs` workers)."""
+    tasks = [Task(data, row.loss, row.step, seed, out / f"{row.loss}-{row.step}-s{seed}",
+                  overrides) for row in rows for seed in seeds]
+    runs = iter(run_tasks(tasks, jobs, progress))
+    for row in rows:
+        row.runs += [next(runs) for _ in seeds]
 
 
 def describe(run: ToyRun) -> str:
@@ -209,7 +293,8 @@ def recipe_summary(data: str, overrides: dict[str, Any] | None = None) -> dict[s
     """The options that shape training (config.RECIPES[data] with the overrides applied)."""
     config = gan_config(data, "nsgan", "alternating", 0, Path("."), overrides)
     keys = ("steps", "batch_size", "latent_dim", "width", "depth", "activation", "lr_g",
-            "lr_d", "beta1", "beta2", "ema", "threads")
+            "lr_d", "beta1", "beta2", "ema", "pack", "r1", "r1_every", "lr_schedule",
+            "threads")
     return {k: getattr(config, k) for k in keys}
 
 
@@ -244,6 +329,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--best", type=int, default=2, help="rows rerun with --best-seeds seeds")
     p.add_argument("--best-seeds", type=int, default=10)
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run")
+    p.add_argument("--resume", type=Path, default=None, metavar="BENCH_DIR",
+                   help="continue an interrupted benchmark in its folder: finished runs are "
+                        "scored again, not retrained (same data, losses, recipe and --steps)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training runs at once, in worker processes of one torch thread each "
+                        "(results equal --jobs 1)")
 
 
 def parse_names(text: str, valid: Sequence[str], kind: str) -> list[str]:
@@ -257,29 +348,27 @@ def parse_names(text: str, valid: Sequence[str], kind: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genshop.errors import BadInputError
     from genshop.losses import names as loss_names
     from genshop.report import save_figure
 
     losses = parse_names(args.losses, loss_names(), "loss")
     kinds = parse_names(args.step_kinds, STEP_KINDS, "step kind")
-    if args.seeds < 1 or args.best_seeds < args.seeds or args.best < 0:
-        raise BadInputError("need --seeds >= 1, --best >= 0 and --best-seeds >= --seeds")
+    if args.seeds < 1 or args.best_seeds < args.seeds or args.best < 0 or args.jobs < 1:
+        raise BadInputError("need --seeds >= 1, --best >= 0, --best-seeds >= --seeds and "
+                            "--jobs >= 1")
     overrides = {}
     if args.steps is not None:
         if args.steps < 1:
             raise BadInputError(f"--steps must be >= 1, got {args.steps}")
         overrides["steps"] = args.steps
     recipe = recipe_summary(args.data, overrides)
-    out = args.out / f"bench-modes-{args.data}-{datetime.now():%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=False)
+    out = bench_folder(args)
 
-    rows = run_rows(args.data, losses, kinds, range(args.seeds), out / "runs", overrides, print)
+    rows = run_rows(args.data, losses, kinds, range(args.seeds), out / "runs", overrides,
+                    _print_now, args.jobs)
     best = sorted(rows, key=Row.rank_key, reverse=True)[: args.best]
-    for row in best:
-        extra = run_rows(args.data, [row.loss], [row.step], range(args.seeds, args.best_seeds),
-                         out / "runs", overrides, print)
-        row.runs = row.runs + extra[0].runs
+    add_seeds(args.data, best, range(args.seeds, args.best_seeds), out / "runs", overrides,
+              _print_now, args.jobs)
     tables = [measured_table(f"Measured: {args.data}, {args.seeds} seeds per row "
                              f"({args.best_seeds} for the best {len(best)})", rows, recipe),
               published_table(args.data)]
@@ -293,6 +382,22 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"report: {page.resolve()}")
     return 0
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # progress shows in a log file as each run finishes
+
+
+def bench_folder(args: argparse.Namespace) -> Path:
+    """A new runs/bench-modes-<data>-<time> folder, or the --resume folder."""
+    if args.resume is None:
+        out = args.out / f"bench-modes-{args.data}-{datetime.now():%Y%m%d-%H%M%S}"
+        out.mkdir(parents=True, exist_ok=False)
+        return out
+    if not (args.resume / "runs").is_dir():
+        raise BadInputError(f"--resume {args.resume}: not a `genshop bench modes` folder "
+                            "(it has no runs/ folder)")
+    return args.resume
 
 
 def format_text_table(table) -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from genshop.tour import SectionContext, SectionResult, section
 
-QUICK_LOSSES = ("lsgan", "nsgan")
-QUICK_STEPS = 1200
+QUICK_LOSSES = ("lsgan",)
+QUICK_STEPS = 2000
 
 
 @section("modes", "2-D ring: modes captured per GAN loss and step", order=45)
