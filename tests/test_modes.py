@@ -167,3 +167,23 @@ def test_resumed_task_is_scored_again_not_retrained(tmp_path):
     other = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", {**tiny, "steps": 6})
     with pytest.raises(BadInputError, match="another config"):
         other.run()
+
+
+@pytest.mark.parametrize(("fused_modes", "fused_hq", "status"), [
+    (8, 91.0, "holds"),           # 4 points lower: within the 5-point tolerance
+    (8, 89.0, "does not hold"),   # 6 points lower
+    (7, 95.0, "does not hold"),   # a lost mode fails even with a better HQ share
+])
+def test_single_loss_quality_rule_is_two_sided(fused_modes, fused_hq, status):
+    from genshop.commands.bench import Row, ToyRun
+    from genshop.metrics.modes import ModeScores
+    from genshop.sections.modes import quality_verdict
+
+    def row(step, modes, hq):
+        scores = ModeScores(modes, 8, hq / 100, 0.01, (1,) * 8)
+        return Row("rsgan", step, [ToyRun("rsgan", step, 0, torch.zeros(1, 2), scores, 1.0,
+                                          False)])
+
+    verdict = quality_verdict([row("alternating", 8, 95.0), row("fused", fused_modes, fused_hq)])
+    assert verdict.status == status
+    assert f"fused {fused_modes}/8 modes {fused_hq:.1f}% HQ" in verdict.measurement
