@@ -71,6 +71,8 @@ class GanConfig(RunConfig):
     activation: str = option("relu", "MLP activation", ("relu", "leaky_relu"))
     batch_norm: bool = option(False, "BatchNorm in the generator MLP / the DCGAN critic")
     spectral_norm: bool = option(False, "spectral norm on the DCGAN critic's layers")
+    d_steps: int = option(1, "critic updates per generator update, each on a fresh real batch "
+                              "(alternating step only; WGAN-GP is usually run with 5)")
     pack: int = option(1, "PacGAN packing: the critic judges this many samples concatenated "
                           "(2-D data; 1 = off; the batch must be a multiple)")
     r1: float = option(0.0, "weight γ of the R1 penalty (γ/2)·E‖∇ₓD(x)‖² on real data added to "

@@ -374,7 +374,7 @@ class _Loop:
             write_run_page(self.run_dir)
 
     def _input(self) -> StepInput:
-        n = self.config.batch_size
+        n = self.config.batch_size * self.family.real_batches()
         idx = torch.randint(self.train_set.shape[0], (n,), generator=self.generator)
         real = self.train_set[idx.to(self.train_set.device)]
         return StepInput(share(real, self.d.rank, self.d.world_size), self.generator,

@@ -276,6 +276,19 @@ def _summary(d_loss: Tensor, g_loss: Tensor, d_real: Tensor, d_fake: Tensor,
     return out
 
 
+def critic_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_d: torch.optim.Optimizer,
+                real: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """One D update on (real, G(z)), G(z) without autograd: (d_loss, d_real, d_fake, gp)."""
+    with torch.no_grad():
+        fake = G(z)
+    d_real, d_fake = critic_outputs(D, real, fake)
+    d_loss, penalty = critic_loss(D, loss, real, fake, d_real, d_fake)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    return d_loss, d_real, d_fake, penalty
+
+
 def alternating_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_d: torch.optim.Optimizer,
                      opt_g: torch.optim.Optimizer, real: Tensor, z_d: Tensor,
                      z_g: Tensor) -> dict[str, float]:
@@ -285,14 +298,7 @@ def alternating_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_d: torch.opt
     saddle f-GAN G losses re-evaluate D(real) with the updated D. Returns d_loss (with the
     penalty), g_loss, d_real and d_fake (mean logits of the D step) and gp when the loss has one.
     """
-    with torch.no_grad():
-        fake_d = G(z_d)
-    d_real, d_fake = critic_outputs(D, real, fake_d)
-    d_loss, penalty = critic_loss(D, loss, real, fake_d, d_real, d_fake)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-
+    d_loss, d_real, d_fake, penalty = critic_step(G, D, loss, opt_d, real, z_d)
     fake = G(z_g)
     with parameters_frozen(D):
         real_for_g = D(real) if loss.g_uses_real else d_real.detach()

@@ -15,7 +15,9 @@ are discovered, so adding `families/flow.py` needs no other edit). It declares
   equal single-process ones; returns the losses to log (a NaN/Inf stops the run);
 * `sampler()`: the net that produces samples (the engine keeps its EMA copy);
 * `sample(net, n, generator) -> Tensor`: n samples from `net` (the sampler or its EMA copy);
-  N×d for points, N×C×H×W in [0, 1] for images.
+  N×d for points, N×C×H×W in [0, 1] for images;
+* optionally `real_batches()`: how many batches of `batch_size` points `inp.real` holds (1; the
+  GAN family asks for one per critic update).
 
 The engine owns everything else: data order, progress, metrics, snapshots, EMA, checkpoints,
 resume, divergence checks, and gradient averaging across processes (a step pre-hook on each
@@ -85,6 +87,10 @@ class Family(ABC):
     @abstractmethod
     def sample(self, net: nn.Module, n: int,
                generator: torch.Generator | None = None) -> Tensor: ...
+
+    def real_batches(self) -> int:
+        """Batches of `batch_size` real points one `StepInput` carries (concatenated)."""
+        return 1
 
 
 FAMILIES: Registry[type[Family]] = Registry("model family")

@@ -130,9 +130,13 @@ class GanFamily(Family):
     recipes = RECIPES
 
     def __init__(self, config: GanConfig, dataset, device: torch.device):
-        if config.pack < 1 or config.r1_every < 1 or config.r1 < 0:
-            raise BadInputError(f"need pack >= 1, r1_every >= 1 and r1 >= 0, got pack = "
-                                f"{config.pack}, r1_every = {config.r1_every}, r1 = {config.r1}")
+        if config.pack < 1 or config.r1_every < 1 or config.r1 < 0 or config.d_steps < 1:
+            raise BadInputError(f"need pack >= 1, r1_every >= 1, r1 >= 0 and d_steps >= 1, got "
+                                f"pack = {config.pack}, r1_every = {config.r1_every}, r1 = "
+                                f"{config.r1}, d_steps = {config.d_steps}")
+        if config.d_steps > 1 and config.step == "fused":
+            raise BadInputError("--d-steps > 1 needs --step alternating: the fused step updates "
+                                "D and G together, once each")
         self.config = config
         self.loss = get_loss(config.loss)
         G, D = build_nets(config, dataset)
@@ -163,14 +167,26 @@ class GanFamily(Family):
             out["r1"] = self._r1.last
         return out
 
+    def real_batches(self) -> int:
+        return self.config.d_steps
+
     def _step(self, inp: StepInput) -> dict[str, float]:
         k = self.G.latent_dim
         if self.config.step == "fused":
             return steps.fused_step(self.G, self.D, self.loss, self._opts["opt"], inp.real,
                                     inp.normal(k))
+        *extra, last = (StepInput(real, inp.generator, inp.rank, inp.world_size)
+                        for real in inp.real.chunk(self.config.d_steps))
+        for critic_input in extra:  # the first d_steps − 1 critic updates
+            if self._r1:
+                self._r1.real = critic_input.real
+            steps.critic_step(self.G, self.D, self.loss, self._opts["opt_d"], critic_input.real,
+                              critic_input.normal(k))
+        if self._r1:
+            self._r1.real = last.real
         return steps.alternating_step(self.G, self.D, self.loss, self._opts["opt_d"],
-                                      self._opts["opt_g"], inp.real, inp.normal(k),
-                                      inp.normal(k))
+                                      self._opts["opt_g"], last.real, last.normal(k),
+                                      last.normal(k))
 
     def sampler(self) -> nn.Module:
         return self.G
