@@ -177,9 +177,12 @@ def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
     assert first[2] == again[2] and torch.equal(first[3], again[3])
 
 
-def test_two_process_run_matches_one_process_run(tmp_path):
-    """torchrun with 2 gloo processes, half the global batch each, equals one process (fused)."""
-    options = ["--loss", "nsgan", "--step", "fused", "--steps", "8", "--width", "8",
+@pytest.mark.parametrize("step", [["--step", "fused"],
+                                  ["--step", "alternating", "--d-steps", "2"]],
+                         ids=["fused", "alternating-2-critic-steps"])
+def test_two_process_run_matches_one_process_run(tmp_path, step):
+    """torchrun with 2 gloo processes, half of each global batch each, equals one process."""
+    options = ["--loss", "nsgan", *step, "--steps", "8", "--width", "8",
                "--depth", "1", "--batch-size", "32", "--threads", "1", "--sample-every", "0",
                "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -374,11 +374,14 @@ class _Loop:
             write_run_page(self.run_dir)
 
     def _input(self) -> StepInput:
-        n = self.config.batch_size * self.family.real_batches()
-        idx = torch.randint(self.train_set.shape[0], (n,), generator=self.generator)
+        n = self.config.batch_size
+        idx = torch.randint(self.train_set.shape[0], (n * self.family.real_batches(),),
+                            generator=self.generator)
         real = self.train_set[idx.to(self.train_set.device)]
-        return StepInput(share(real, self.d.rank, self.d.world_size), self.generator,
-                         self.d.rank, self.d.world_size)
+        # each global batch is shared out on its own, so batch i of every process is its share
+        # of global batch i (as `StepInput.real.chunk(real_batches)` reads it)
+        local = torch.cat([share(b, self.d.rank, self.d.world_size) for b in real.split(n)])
+        return StepInput(local, self.generator, self.d.rank, self.d.world_size)
 
     def _diverged(self, losses: dict[str, float], step: int, last_saved: int | None) -> None:
         bad = ", ".join(f"{k} = {v}" for k, v in losses.items() if not math.isfinite(v))
