@@ -105,8 +105,10 @@ def test_family_trains_with_pack_and_r1_and_logs_the_penalty(tmp_path, step):
 def test_pack_must_divide_the_batch(tmp_path):
     config = GanConfig(width=8, depth=1, batch_size=30, steps=2, pack=4, sample_every=0,
                        threads=1, out=str(tmp_path))
-    with pytest.raises(BadInputError, match="multiple of 4"):
+    with pytest.raises(BadInputError, match="--batch-size 30 must be a multiple of --pack 4"):
         train(GanFamily, config, progress=False)
+    with pytest.raises(BadInputError, match="multiple of 4, got 6"):  # any other batch
+        PackedCritic(linear_critic(8, [1.0] * 8), 4)(torch.zeros(6, 2))
 
 
 def test_lazy_r1_adds_k_times_the_gradient_on_every_kth_step_only():

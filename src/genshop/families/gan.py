@@ -134,6 +134,9 @@ class GanFamily(Family):
             raise BadInputError(f"need pack >= 1, r1_every >= 1, r1 >= 0 and d_steps >= 1, got "
                                 f"pack = {config.pack}, r1_every = {config.r1_every}, r1 = "
                                 f"{config.r1}, d_steps = {config.d_steps}")
+        if config.batch_size % config.pack:
+            raise BadInputError(f"--batch-size {config.batch_size} must be a multiple of "
+                                f"--pack {config.pack} (the critic judges packs of that size)")
         if config.d_steps > 1 and config.step == "fused":
             raise BadInputError("--d-steps > 1 needs --step alternating: the fused step updates "
                                 "D and G together, once each")
