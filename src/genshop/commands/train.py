@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from genshop.families import get_family
 
     cls = get_family(args.family)
-    user = user_options(args, cls.config_class)
+    user = _absolute_data_path(user_options(args, cls.config_class))
     config = _resumed(cls, user) if args.resume else resolve_config(cls.config_class, user,
                                                                     cls.recipes)
     _check_names(config)
@@ -91,6 +91,16 @@ def _resumed(cls, user: dict):
                             f"{saved['steps']} steps; resume with the same --steps, or train "
                             "a new run")
     return from_dict(cls.config_class, {**saved, **user})
+
+
+def _absolute_data_path(user: dict) -> dict:
+    """A points file is saved (and compared on --resume) by its absolute path, so the run
+    loads from any directory."""
+    from genshop.data.files import is_points_file
+
+    if is_points_file(user.get("data", "")):
+        return {**user, "data": str(Path(user["data"]).resolve())}
+    return user
 
 
 def _check_names(config) -> None:

