@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -72,6 +73,11 @@ def test_train_sample_and_load_run(tmp_path, capsys):
                  "--out", str(tmp_path / "s.npy")]) == 0
     x = np.load(tmp_path / "s.npy")
     assert x.dtype == np.float32 and x.shape == (300, 2)
+    assert main(["sample", str(run), "-n", "300", "--out", str(tmp_path / "s.png")]) == 0
+    with PIL.Image.open(tmp_path / "s.png") as picture:
+        assert picture.format == "PNG" and min(picture.size) >= 200  # a drawn plot
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.txt")]) == 2
+    assert "--out must end in .npy or .png" in capsys.readouterr().err
     loaded = genshop.load_run(run)  # the package-level entry point of DESIGN.md
     assert loaded.step == 10 and loaded.config.ema == 0.5
     np.testing.assert_array_equal(loaded.sample(300, seed=4).numpy(), x)

@@ -17,10 +17,11 @@ import torch
 from genshop import checkpoint
 from genshop.config import GanConfig, from_dict, read_config_json
 from genshop.data import get_dataset
-from genshop.engine import CHECKPOINT, _image_grid, _seed_everything, lr_factor, train
+from genshop.engine import CHECKPOINT, _seed_everything, lr_factor, train
 from genshop.errors import DataError, TrainingDiverged
 from genshop.families import StepInput
 from genshop.families.gan import GanFamily
+from genshop.report import image_grid
 
 TINY = {"width": 8, "depth": 1, "batch_size": 32, "log_every": 5, "sample_every": 0,
         "checkpoint_every": 1000, "threads": 1}
@@ -224,7 +225,7 @@ def test_gan_family_trains_dcgan_nets_on_images(step):
 def test_image_grid_tiles_eight_a_row():
     x = torch.zeros(10, 1, 2, 3)
     x[9] = 1  # the tenth image: row 1, column 1
-    grid = _image_grid(x)
+    grid = image_grid(x)
     assert grid.shape == (4, 24)
     assert grid[2:4, 3:6].min() == 1 and grid.sum() == 6
 
@@ -243,3 +244,17 @@ def test_cosine_schedule_sets_every_group_from_its_initial_rate(tmp_path):
     last = lr_factor("cosine", 7, 8)  # the rate used by the 8th (last) step
     assert [g["initial_lr"] for g in groups] == [2e-3, 1e-3]
     assert [g["lr"] for g in groups] == pytest.approx([2e-3 * last, 1e-3 * last], rel=1e-12)
+
+
+def test_samples_figure_draws_points_over_the_data_and_images_as_a_grid():
+    from genshop.report import samples_figure
+
+    points, data = torch.randn(50, 3), torch.randn(20, 3)
+    ax = samples_figure(points, "p", reference=data).axes[0]
+    grey, red = ax.collections
+    np.testing.assert_array_equal(grey.get_offsets(), data[:, :2].numpy())
+    np.testing.assert_array_equal(red.get_offsets(), points[:, :2].numpy())
+    images = torch.rand(70, 1, 4, 5)
+    ax = samples_figure(images, "i").axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), image_grid(images[:64]))
+    assert ax.get_title() == "i"

@@ -207,35 +207,12 @@ def inference(net: nn.Module) -> Iterator[None]:
 
 def _snapshot(family: Family, net: nn.Module, dataset: Any, train_set: Tensor, step: int,
               path: Path, seed: int) -> None:
-    import matplotlib.pyplot as plt
-
-    from genshop.report import save_figure
+    from genshop.report import samples_figure, save_figure
 
     with inference(net):
         x = family.sample(net, SNAPSHOT_COUNT, torch.Generator().manual_seed(seed)).cpu()
-    if dataset.kind == "points":
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.scatter(*train_set[:SNAPSHOT_COUNT].cpu().T[:2], s=2, c="0.75", label="data")
-        ax.scatter(*x.T[:2], s=2, c="C3", label="samples")
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=7, markerscale=4)
-    else:
-        fig, ax = plt.subplots(figsize=(5, 5))
-        ax.imshow(_image_grid(x[:64]), cmap="gray", vmin=0, vmax=1)
-        ax.axis("off")
-    ax.set_title(f"step {step}")
-    save_figure(fig, path)
-
-
-def _image_grid(x: Tensor) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] → one (rows·H, cols·W) or (…, 3) array, 8 images a row."""
-    n, c, h, w = x.shape
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    grid = torch.zeros(rows * cols, c, h, w)
-    grid[:n] = x
-    grid = grid.view(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-    return grid[..., 0].numpy() if c == 1 else grid.numpy()
+    reference = train_set[:SNAPSHOT_COUNT].cpu() if dataset.kind == "points" else None
+    save_figure(samples_figure(x, f"step {step}", reference), path)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -1,6 +1,7 @@
 """`genshop sample RUN_DIR -n 2500 --out samples.npy`: samples of a trained run as float32 NumPy.
 
 N×2 for 2-D data, N×C×H×W with pixels in [0, 1] for images (see `genshop.runs.load_run`).
+`--out NAME.png` draws them instead: a scatter for points, a grid of the first 64 for images.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ import argparse
 from pathlib import Path
 
 NAME = "sample"
-HELP = "draw samples from a trained run directory into a .npy file"
+HELP = "draw samples from a trained run directory into a .npy file or a .png picture"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="run directory written by `genshop train`")
     p.add_argument("-n", type=int, default=2500, help="number of samples (default: 2500)")
-    p.add_argument("--out", type=Path, default=Path("samples.npy"), help="output .npy file")
+    p.add_argument("--out", type=Path, default=Path("samples.npy"),
+                   help="output: .npy (float32 array) or .png (picture)")
     p.add_argument("--seed", type=int, default=None, help="seed of the latent draws")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
@@ -23,10 +25,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from genshop.errors import BadInputError
+    from genshop.report import samples_figure, save_figure
     from genshop.runs import load_run
 
-    x = load_run(args.run_dir, device=args.device).sample(args.n, seed=args.seed)
+    if args.out.suffix not in (".npy", ".png"):
+        raise BadInputError(f"--out must end in .npy or .png, got {args.out}")
+    run = load_run(args.run_dir, device=args.device)
+    x = run.sample(args.n, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, x.numpy().astype(np.float32))
-    print(f"wrote {tuple(x.shape)} float32 samples to {args.out}")
+    if args.out.suffix == ".png":
+        title = f"{args.n} samples of {args.run_dir.name}, step {run.step}"
+        save_figure(samples_figure(x, title), args.out)
+        print(f"drew {tuple(x.shape)} samples into {args.out}")
+    else:
+        np.save(args.out, x.numpy().astype(np.float32))
+        print(f"wrote {tuple(x.shape)} float32 samples to {args.out}")
     return 0
