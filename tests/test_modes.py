@@ -115,6 +115,23 @@ def test_bench_cli_rejects_unknown_loss_in_one_line(capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path):
+    import json
+
+    from genshop import cli
+
+    argv = ["bench", "modes", "--data", "grid25", "--losses", "nsgan", "--step-kinds",
+            "alternating", "--steps", "3", "--seeds", "1", "--best", "0", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    (folder,) = tmp_path.iterdir()
+    page = (folder / "index.html").read_text()
+    assert "PacGAN Table 1, grid25" in page and "VEEGAN Table 1, grid25" in page
+    assert "<td>24.6</td>" in page  # VEEGAN's grid modes
+    runs = json.loads((folder / "results.json").read_text())["runs"]
+    assert [(r["loss"], r["step"], r["seed"]) for r in runs] == [("nsgan", "alternating", 0)]
+    assert str(folder / "index.html") in capsys.readouterr().out
+
+
 def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
     from genshop.commands.bench import Row, run_rows, table_rows
 

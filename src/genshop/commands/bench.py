@@ -56,6 +56,13 @@ PUBLISHED: dict[str, list[tuple[str, str, str, str]]] = {
                ("PacGAN3", "24.6 ± 0.4", "94.2 ± 0.4", "0.06 ± 0.02"),
                ("PacGAN4", "24.8 ± 0.2", "93.6 ± 0.6", "0.04 ± 0.01")],
 }
+# VEEGAN Table 1 (Srivastava et al. 2017, akashgit/VEEGAN tab.png): (modes, HQ %); no reverse KL.
+PUBLISHED_VEEGAN: dict[str, list[tuple[str, str, str]]] = {
+    "ring8": [("GAN", "1", "99.3"), ("ALI", "2.8", "0.13"), ("Unrolled GAN", "7.6", "35.6"),
+              ("VEEGAN", "8", "52.9")],
+    "grid25": [("GAN", "3.3", "0.5"), ("ALI", "15.8", "1.6"), ("Unrolled GAN", "23.6", "16"),
+               ("VEEGAN", "24.6", "40")],
+}
 
 
 @dataclass
@@ -271,14 +278,19 @@ def scatter_figure(data_name: str, rows: Sequence[Row], title: str):
     return fig
 
 
-def published_table(data_name: str):
+def published_tables(data_name: str) -> list:
+    """PacGAN's Table 1 and VEEGAN's Table 1 for `data_name`, the protocol's published rows."""
     from genshop.tour import Table
 
-    return Table(f"Published: PacGAN Table 1, {data_name} (10 trials, mean ± s.e.)",
-                 ["method", "modes", "HQ %", "reverse KL"],
-                 [list(r) for r in PUBLISHED[data_name]],
-                 "Lin et al. 2018 (NeurIPS), fjxmlzn/PacGAN results/Table1.png; G 4×400 ReLU, "
-                 "D 3×200 maxout, Adam 1e-4, 400 epochs of 100k points.")
+    return [Table(f"Published: PacGAN Table 1, {data_name} (10 trials, mean ± s.e.)",
+                  ["method", "modes", "HQ %", "reverse KL"],
+                  [list(r) for r in PUBLISHED[data_name]],
+                  "Lin et al. 2018 (NeurIPS), fjxmlzn/PacGAN results/Table1.png; G 4×400 ReLU, "
+                  "D 3×200 maxout, Adam 1e-4, 400 epochs of 100k points."),
+            Table(f"Published: VEEGAN Table 1, {data_name}", ["method", "modes", "HQ %"],
+                  [list(r) for r in PUBLISHED_VEEGAN[data_name]],
+                  "Srivastava et al. 2017 (NeurIPS), akashgit/VEEGAN tab.png; the same protocol "
+                  "with other nets: its GAN row collapses where PacGAN's does not.")]
 
 
 def measured_table(title: str, rows: Sequence[Row], recipe: dict[str, Any]):
@@ -371,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
               _print_now, args.jobs)
     tables = [measured_table(f"Measured: {args.data}, {args.seeds} seeds per row "
                              f"({args.best_seeds} for the best {len(best)})", rows, recipe),
-              published_table(args.data)]
+              *published_tables(args.data)]
     figure = save_figure(scatter_figure(args.data, rows, f"{args.data}: seed 0 of every row"),
                          out / "scatter.png")
     (out / "results.json").write_text(json.dumps(

@@ -47,7 +47,7 @@ def modes_section(ctx: SectionContext) -> SectionResult:
     from genshop.commands.bench import (
         STEP_KINDS,
         measured_table,
-        published_table,
+        published_tables,
         recipe_summary,
         run_json,
         run_rows,
@@ -70,6 +70,6 @@ def modes_section(ctx: SectionContext) -> SectionResult:
         summary=summary,
         tables=[measured_table(f"ring8, {QUICK_STEPS} steps, 1 seed", rows,
                                recipe_summary("ring8", quick)),
-                published_table("ring8")],
+                *published_tables("ring8")],
         figures=[figure], metrics=metrics,
         claims={"single-loss-quality": quality_verdict(rows)})
