@@ -252,7 +252,7 @@ COLUMNS = ["loss", "step", "seeds", "modes", "HQ %", "reverse KL", "all modes",
 
 
 def scatter_figure(data_name: str, rows: Sequence[Row], title: str):
-    """One panel per row: seed 0's 2,500 samples over the mixture's centres."""
+    """One panel per row: seed 0's 2,500 samples (blue) over the mixture's centres (red +)."""
     import matplotlib.pyplot as plt
 
     from genshop.data import get_dataset
@@ -260,14 +260,15 @@ def scatter_figure(data_name: str, rows: Sequence[Row], title: str):
     centers = get_dataset(data_name).centers
     cols = min(6, len(rows))
     nrows = math.ceil(len(rows) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.2 * cols, 2.3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.8 * nrows), squeeze=False,
+                             layout="constrained")
     lim = float(centers.abs().max()) * 1.5
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, row in zip(list(axes.flat)[: len(rows)], rows, strict=True):
         x = row.runs[0].samples.nan_to_num(posinf=1e3, neginf=-1e3)
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, c="k")
-        ax.scatter(centers[:, 0], centers[:, 1], s=12, c="r", marker="x")
+        ax.scatter(centers[:, 0], centers[:, 1], s=40, c="C3", marker="+", linewidths=0.8)
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.35, c="C0", linewidths=0)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")

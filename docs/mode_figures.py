@@ -1,0 +1,45 @@
+"""Draw the README's mode pictures from two `genshop bench modes` folders.
+
+    .venv/bin/python docs/mode_figures.py RING8_BENCH_DIR GRID25_BENCH_DIR
+
+Seed 0 of four rows per data set (the best alternating rows, rsgan fused, hinge fused), sampled
+and scored as the bench does (2,500 samples, latent seed 10,000), written to docs/modes_<data>.png.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from genshop.commands.bench import Row, ToyRun, scatter_figure
+from genshop.data import get_dataset
+from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
+from genshop.report import save_figure
+from genshop.runs import load_run
+
+ROWS = {"ring8": [("fgan-hellinger", "alternating"), ("rsgan", "alternating"), ("rsgan", "fused"),
+                  ("hinge", "fused")],
+        "grid25": [("sgan", "alternating"), ("rsgan", "alternating"), ("rsgan", "fused"),
+                   ("hinge", "fused")]}
+
+
+def seed0_row(bench_dir: Path, data: str, loss: str, step: str) -> Row:
+    x = load_run(bench_dir / "runs" / f"{loss}-{step}-s0").sample(SCORED_SAMPLES, seed=10_000)
+    run = ToyRun(loss, step, 0, x, score_dataset(x, get_dataset(data)), 0.0, False)
+    return Row(loss, step, [run])
+
+
+def main(ring_dir: str, grid_dir: str) -> None:
+    torch.set_num_threads(1)
+    for data, bench_dir in (("ring8", Path(ring_dir)), ("grid25", Path(grid_dir))):
+        rows = [seed0_row(bench_dir, data, loss, step) for loss, step in ROWS[data]]
+        title = f"{data}: seed 0 of four bench rows (recipe, full budget)"
+        out = save_figure(scatter_figure(data, rows, title), Path(__file__).parent /
+                          f"modes_{data}.png")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
