@@ -19,6 +19,10 @@ Two loss-independent options for the 2-D mode benchmark, both published remedies
   optimiser holding D adds ∇_D of the penalty (at the same D as the loss gradient) to D's
   gradient, so `genshop.steps` stays as it is. `r1_every` = k applies it lazily, k·γ on every
   k-th step (Karras et al. 2020, StyleGAN2), for about a quarter of the cost at k = 4.
+
+`d_steps` = k runs k critic updates per generator update (alternating step only), each on its
+own real batch and noise: the schedule of WGAN-GP (Gulrajani et al. 2017 use k = 5). The engine
+hands over k batches at once (`real_batches`), so resume and data-parallel runs stay exact.
 """
 
 from __future__ import annotations
