@@ -96,7 +96,7 @@ class Family(ABC):
 FAMILIES: Registry[type[Family]] = Registry("model family")
 
 
-def adam(params, lr: float, **options: Any) -> torch.optim.Adam:
+def adam(params, lr: float = 1e-3, **options: Any) -> torch.optim.Adam:
     """Adam with torch's fused kernel when every parameter is a float tensor on CPU or CUDA.
 
     On CPU torch otherwise runs one small op per parameter and moment; the fused kernel makes a

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from genshop import steps
 from genshop.config import RECIPES, GanConfig
 from genshop.errors import BadInputError
-from genshop.families import Family, StepInput, register
+from genshop.families import Family, StepInput, adam, register
 from genshop.losses import get_loss
 from genshop.nets import dcgan_pair, mlp_pair
 
@@ -148,13 +148,13 @@ class GanFamily(Family):
         self.loss = get_loss(config.loss)
         G, D = build_nets(config, dataset)
         self.G, self.D = G.to(device), D.to(device)
-        adam = {"betas": (config.beta1, config.beta2)}
+        betas = (config.beta1, config.beta2)
         if config.step == "fused":
-            self._opts = {"opt": steps.fused_optimizer(self.G, self.D, torch.optim.Adam,
-                                                       config.lr_d, config.lr_g, **adam)}
+            self._opts = {"opt": steps.fused_optimizer(self.G, self.D, adam, config.lr_d,
+                                                       config.lr_g, betas=betas)}
         else:
-            self._opts = {"opt_d": torch.optim.Adam(self.D.parameters(), config.lr_d, **adam),
-                          "opt_g": torch.optim.Adam(self.G.parameters(), config.lr_g, **adam)}
+            self._opts = {"opt_d": adam(self.D.parameters(), config.lr_d, betas=betas),
+                          "opt_g": adam(self.G.parameters(), config.lr_g, betas=betas)}
         self._r1 = R1Penalty(self.D, config.r1, config.r1_every) if config.r1 > 0 else None
         if self._r1:
             self._opts.get("opt", self._opts.get("opt_d")).register_step_pre_hook(self._r1)
