@@ -342,3 +342,61 @@ def test_spectral_norm_critics_get_one_call_per_batch_and_exact_gradients():
         real, z = batch()
         gap = steps.gradient_gap(generator(), D, losses.get_loss("rsgan"), real, z)
         assert max(gap.values()) < TOL
+
+
+def test_row_ratio_only_for_one_nonvanishing_output_a_sample():
+    f64 = functools.partial(torch.tensor, dtype=torch.float64)
+    u_g = f64([[1.0], [1.0]])
+    ratio = steps._row_ratio(u_g, f64([[0.5], [-0.25]]), 4)
+    assert torch.equal(ratio, f64([2.0, -4.0]).reshape(2, 1, 1, 1))
+    assert steps._row_ratio(u_g, f64([[0.5], [0.0]]), 2) is None  # hinge beyond its margin
+    assert steps._row_ratio(u_g, f64([[0.5], [1e-160]]), 2) is None  # below √tiny = 1.5e-154
+    assert steps._row_ratio(u_g, f64([[0.5], [1e-150]]), 2) is not None
+    assert steps._row_ratio(torch.ones(2, 3), torch.ones(2, 3), 2) is None  # 3 outputs a sample
+
+
+def recorded_row_ratios(monkeypatch) -> list[bool]:
+    """Whether each shared-forward backward ran as one rescaled chain (True) or two (False)."""
+    calls, row_ratio = [], steps._row_ratio
+
+    def record(*args):
+        ratio = row_ratio(*args)
+        calls.append(ratio is not None)
+        return ratio
+
+    monkeypatch.setattr(steps, "_row_ratio", record)
+    return calls
+
+
+@pytest.mark.parametrize(("shift", "one_chain"), [(0.0, [True]), (-0.99, [False]),
+                                                  (-8.0, [False])])
+def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(shift, one_chain,
+                                                                            monkeypatch):
+    """Shift 0: every fake logit inside the hinge margin, one chain with rescaled rows; −0.99:
+    some fake logits beyond it (u_D,i = 0 there), −8: all, both by two chains."""
+    G, D = nets("plain")
+    with torch.no_grad():
+        D[-1].bias += shift
+    real, z = batch()
+    beyond = (D(G(z)) < -1).sum().item()
+    assert {0.0: beyond == 0, -0.99: 0 < beyond < BATCH, -8.0: beyond == BATCH}[shift]
+    calls = recorded_row_ratios(monkeypatch)
+    shared = functools.partial(steps.fused_loss, share_critic_forward=True)
+    ref_d, ref_g, _, _ = separate_grads(G, D, losses.get_loss("hinge"), real, z, rng_seed=0)
+    got_d, got_g, _, _ = single_loss_grads(shared, G, D, losses.get_loss("hinge"), real, z, 0)
+    assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
+    assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
+    assert calls == one_chain
+
+
+def test_packed_critic_shares_its_forward_through_two_chains(monkeypatch):
+    """A pack's logit depends on m samples, so the per-row rescaling does not apply."""
+    from genshop.families.gan import PackedCritic
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Linear(2 * X_DIM, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+    D = PackedCritic(inner, 2)
+    calls = recorded_row_ratios(monkeypatch)
+    real, z = batch()
+    shared = functools.partial(steps.fused_loss, share_critic_forward=True)
+    gap = steps.gradient_gap(generator(), D, losses.get_loss("rasgan"), real, z, shared)
+    assert max(gap.values()) < TOL and calls == []

@@ -23,8 +23,11 @@ Critic calls are arranged as: D(x_r) and D(G_ng(z)) [one call on the concatenati
 treats samples independently, see `is_per_sample`], then the gradient penalty's D(x̂) if the loss
 has one, then D_ng(G(z)). The G loss reuses the real logits D(x_r) with their gradient stopped.
 For per-sample critics the fused step can also share one forward D(G(z)) between both terms
-(`share_critic_forward`, on by default for convolutional critics): the parameter gradient and
-the input gradient then come from two backward chains through the same activations.
+(`share_critic_forward`, on by default for convolutional critics). Backward through D is linear
+in the gradient u at its output, and input row i receives J_iᵀu_i: one backward chain seeded
+with u_D = ∂L_D/∂D(G(z)) gives D's parameter gradient and J_iᵀu_D,i, which rescaled row by row
+by u_G,i / u_D,i is G's input gradient J_iᵀu_G,i. Where some u_D,i vanishes (hinge losses beyond
+the margin) a second chain seeded with u_G gives the input gradient instead.
 """
 
 from __future__ import annotations
@@ -111,38 +114,66 @@ class _Terms:
 
 
 class _SplitGradientCall(torch.autograd.Function):
-    """y = D(x) computed once and returned twice: gradients reaching the first copy go to D's
-    parameters only, gradients reaching the second go to x only.
+    """y = D(x) computed once and returned twice: gradients reaching the first copy (u_D) go to
+    D's parameters only, gradients reaching the second (u_G) go to x only.
 
     Equal to (D(x.detach()), D_ng(x)) for a per-sample deterministic critic, with one critic
-    forward instead of two; the backward runs the parameter chain and the input chain separately.
+    forward instead of two. Backward is linear in the gradient seeding it, and for a critic
+    whose output row i depends on input row i alone, row i of the input gradient is J_iᵀu_i:
+    so when D gives one number a sample and no u_D,i (nearly) vanishes, one chain seeded with
+    u_D yields the parameter gradient and J_iᵀu_D,i, rescaled to J_iᵀu_G,i. Otherwise (hinge
+    losses beyond their margin, packed critics) the parameter chain and the input chain run
+    separately.
     """
 
     @staticmethod
-    def forward(ctx, D: nn.Module, x: Tensor, *params: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx, D: nn.Module, rows_independent: bool, x: Tensor,
+                *params: Tensor) -> tuple[Tensor, Tensor]:
         x_leaf = x.detach().requires_grad_(x.requires_grad)
         with torch.enable_grad():
             y = D(x_leaf)
-        ctx.graph = (y, x_leaf, params)
+        ctx.graph = (y, x_leaf, params, rows_independent)
         out = y.detach()
         return out, out.clone()
 
     @staticmethod
     def backward(ctx, grad_params_side: Tensor, grad_input_side: Tensor):
-        y, x_leaf, params = ctx.graph  # kept while the outer graph is, for retain_graph
+        y, x_leaf, params, rows_independent = ctx.graph  # kept while the outer graph is
+        ratio = (_row_ratio(grad_input_side, grad_params_side, x_leaf.dim())
+                 if rows_independent and x_leaf.requires_grad and params else None)
+        if ratio is not None:
+            *grad_params, grad_x = torch.autograd.grad(y, [*params, x_leaf], grad_params_side,
+                                                       retain_graph=True, materialize_grads=True)
+            return (None, None, grad_x * ratio, *grad_params)
         grad_params = torch.autograd.grad(y, params, grad_params_side, retain_graph=True,
                                           materialize_grads=True) if params else ()
         grad_x = (torch.autograd.grad(y, x_leaf, grad_input_side, retain_graph=True)[0]
                   if x_leaf.requires_grad else None)
-        return (None, grad_x, *grad_params)
+        return (None, None, grad_x, *grad_params)
+
+
+def _row_ratio(u_g: Tensor, u_d: Tensor, dim: int) -> Tensor | None:
+    """u_G,i / u_D,i shaped to scale the rows of a `dim`-dimensional input, or None unless each
+    sample has one output and every |u_D,i| exceeds √(smallest normal float)."""
+    n = u_d.shape[0] if u_d.dim() else 0
+    if u_d.numel() != n or not bool((u_d.abs() > torch.finfo(u_d.dtype).tiny ** 0.5).all()):
+        return None
+    return (u_g / u_d).reshape(n, *([1] * (dim - 1)))
+
+
+def _rows_independent(D: nn.Module) -> bool:
+    """No module of D declares `row_independent = False` (as `families.gan.PackedCritic` does:
+    a pack's logit depends on m samples)."""
+    return all(getattr(m, "row_independent", True) for m in D.modules())
 
 
 def shares_critic_forward(D: nn.Module) -> bool:
     """The default of `share_critic_forward`: a per-sample critic with a convolution layer.
 
-    Sharing saves one critic forward on the fake batch but costs two re-entrant autograd calls
-    (a few tenths of a millisecond on CPU); in benchmarks/fused_vs_alternating.py that pays for
-    the 28×28 DCGAN critic and not for the small 2-D MLP critic.
+    Sharing saves one critic forward on the fake batch and, when the rows can be rescaled, one
+    backward chain through D, but costs re-entrant autograd calls (tenths of a millisecond on
+    CPU); in benchmarks/fused_vs_alternating.py that pays for the 28×28 DCGAN critic and not for
+    the small 2-D MLP critic.
     """
     return is_per_sample(D) and any(isinstance(m, nn.modules.conv._ConvNd) for m in D.modules())
 
@@ -164,7 +195,7 @@ def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *
                                 "leave it at None to choose automatically")
         d_real = D(real)
         d_fake_ng, d_fake = _SplitGradientCall.apply(
-            D, fake, *(p for p in D.parameters() if p.requires_grad))
+            D, _rows_independent(D), fake, *(p for p in D.parameters() if p.requires_grad))
         d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
         return _Terms(d_loss, loss.g_loss(d_real.detach(), d_fake), d_real, d_fake_ng, penalty)
     d_real, d_fake_ng = critic_outputs(D, real, fake_ng)
