@@ -261,11 +261,13 @@ class StepRunner:
 
 
 def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor, *,
-                 lr: float = 2e-4, seed: int = 0) -> dict[str, StepRunner]:
+                 lr: float = 2e-4, seed: int = 0,
+                 share_critic_forward: bool | None = None) -> dict[str, StepRunner]:
     """A fused and an alternating step, each on its own copy of (G, D) and its own Adam.
 
     Adam(lr, betas (0.5, 0.999), fused CPU kernel) for both; fixed latent batches (z for the
     fused step and the D step, a second z for the G step), so the two differ only in the step.
+    `share_critic_forward` is passed to `steps.fused_step` (None: its default for D).
     """
     gen = torch.Generator().manual_seed(seed)
     z_d, z_g = (torch.randn(real.shape[0], G.latent_dim, generator=gen) for _ in range(2))
@@ -276,7 +278,9 @@ def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor,
     opt_d, opt_g = torch.optim.Adam(Da.parameters(), **adam), torch.optim.Adam(Ga.parameters(),
                                                                                 **adam)
     return {
-        "fused": StepRunner(lambda: steps.fused_step(Gf, Df, loss, opt, real, z_d), (Gf, Df)),
+        "fused": StepRunner(lambda: steps.fused_step(Gf, Df, loss, opt, real, z_d,
+                                                     share_critic_forward=share_critic_forward),
+                            (Gf, Df)),
         "alternating": StepRunner(lambda: steps.alternating_step(Ga, Da, loss, opt_d, opt_g, real,
                                                                  z_d, z_g), (Ga, Da)),
     }
