@@ -13,7 +13,7 @@ is the alternating/fused ratio of the medians.
 
     .venv/bin/python benchmarks/fused_vs_alternating.py [--rounds 25] [--threads 1]
         [--batch 64] [--pair mlp-2d|dcgan-28 ...] [--loss NAME ...] [--warmup STEPS]
-        [--share-critic-forward auto|on|off]
+        [--critic-calls auto|separate|batched|shared]
 
 A large `--batch` (e.g. 2048 for mlp-2d) shows the compute-bound ratio, where fixed per-step
 overheads no longer count. `--warmup STEPS` first trains the pair that many fused steps on the
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="nets to time (repeatable; default: all)")
     parser.add_argument("--loss", action="append", default=None,
                         help="loss name (repeatable; default: hinge, the post's, and rsgan)")
-    parser.add_argument("--share-critic-forward", choices=["auto", "on", "off"], default="auto",
-                        help="one critic forward on G(z) for both terms (auto: the steps' "
-                             "default, on for convolutional critics)")
+    parser.add_argument("--critic-calls", choices=steps.CRITIC_CALLS, default="auto",
+                        help="how the fused step arranges its critic calls (see genshop.steps; "
+                             "auto: batched for MLP critics, shared for convolutional ones)")
     parser.add_argument("--warmup", type=int, default=0,
                         help="fused training steps before timing (default 0: fresh nets)")
     args = parser.parse_args(argv)
@@ -150,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{pair} {name}: fused gradients differ from the two-loss gradients by "
                       f"{gap:.3g}; not timing", file=sys.stderr)
                 return 1
-            share = {"auto": None, "on": True, "off": False}[args.share_critic_forward]
-            runners = step_runners(G, D, loss, real, share_critic_forward=share)
+            runners = step_runners(G, D, loss, real, critic_calls=args.critic_calls)
             memory = {mode: peak_saved_mib(run, run.nets) for mode, run in runners.items()}
             times = time_interleaved(runners, args.rounds, calls)
             for mode, t in times.items():

@@ -24,7 +24,8 @@ def generator() -> nn.Module:
 
 
 def critic(kind: str) -> nn.Module:
-    extra = {"plain": [], "shared": [], "bn": [nn.BatchNorm1d(16)], "dropout": [nn.Dropout(0.3)],
+    extra = {"plain": [], "separate": [], "shared": [], "bn": [nn.BatchNorm1d(16)],
+             "dropout": [nn.Dropout(0.3)],
              "bn+dropout": [nn.BatchNorm1d(16), nn.Dropout(0.3)]}[kind]
     return nn.Sequential(nn.Linear(X_DIM, 16), *extra, nn.LeakyReLU(0.2),
                          nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)).double()
@@ -66,9 +67,10 @@ def max_diff(a, b) -> float:
 
 
 ALL_LOSSES = [*losses.names(), "fgan-alpha:0.5", "rsgan+gp", "fgan-kl+saddle"]
-# "shared": the plain critic with one forward D(G(z)) shared by both terms (_SplitGradientCall);
+# "plain" (its default, critic_calls="batched"), "separate" and "shared" (one forward D(G(z)) for
+# both terms, _SplitGradientCall): the plain critic with each arrangement of critic calls;
 # bn+dropout: see test_fused_step_is_a_simultaneous_sgd_step
-CRITICS = ["plain", "shared", "bn", "dropout"]
+CRITICS = ["plain", "separate", "shared", "bn", "dropout"]
 
 
 def make_loss(spec: str) -> losses.GanLoss:
@@ -86,7 +88,8 @@ def test_fused_gradients_equal_separate_gradients(spec, kind):
     G, D = nets(kind)
     real, z = batch()
     ref_d, ref_g, ref_value, (G1, D1) = separate_grads(G, D, loss, real, z, rng_seed=5)
-    fused = functools.partial(steps.fused_loss, share_critic_forward=kind == "shared")
+    calls = kind if kind in ("separate", "shared") else "auto"
+    fused = functools.partial(steps.fused_loss, critic_calls=calls)
     got_d, got_g, value, (G2, D2) = single_loss_grads(fused, G, D, loss, real, z, 5)
     assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
     assert value == ref_value  # single-loss-value: the G term is exactly zero
@@ -317,19 +320,22 @@ class ConvCritic(nn.Module):
         return self.body(x[:, None, :]).reshape(-1)
 
 
-def test_shared_critic_forward_is_the_default_for_convolutional_per_sample_critics():
-    assert steps.shares_critic_forward(ConvCritic().double())
-    assert not steps.shares_critic_forward(ConvCritic(batch_norm=True).double())
-    assert not steps.shares_critic_forward(critic("plain"))
+def test_critic_calls_default_by_critic():
+    assert steps.critic_calls_for(ConvCritic().double()) == "shared"
+    assert steps.critic_calls_for(ConvCritic(batch_norm=True).double()) == "separate"
+    assert steps.critic_calls_for(critic("plain")) == "batched"
+    assert steps.critic_calls_for(critic("dropout")) == "separate"
     torch.manual_seed(0)
     G, D = generator(), ConvCritic().double()
     real, z = batch()
     for spec in ("rsgan", "wgan", "fgan-kl"):
         gap = steps.gradient_gap(G, D, losses.get_loss(spec), real, z)  # backward twice
         assert max(gap.values()) < TOL
-    with pytest.raises(BadInputError, match="without BatchNorm, dropout or spectral norm"):
-        steps.fused_loss(*nets("bn"), losses.get_loss("hinge"), real, z,
-                         share_critic_forward=True)
+    for calls in ("shared", "batched"):
+        with pytest.raises(BadInputError, match="without BatchNorm, dropout or spectral norm"):
+            steps.fused_loss(*nets("bn"), losses.get_loss("hinge"), real, z, critic_calls=calls)
+    with pytest.raises(BadInputError, match="choose one of auto, separate, batched, shared"):
+        steps.fused_loss(G, D, losses.get_loss("hinge"), real, z, critic_calls="fast")
 
 
 def test_spectral_norm_critics_get_one_call_per_batch_and_exact_gradients():
@@ -381,7 +387,7 @@ def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(shift
     beyond = (D(G(z)) < -1).sum().item()
     assert {0.0: beyond == 0, -0.99: 0 < beyond < BATCH, -8.0: beyond == BATCH}[shift]
     calls = recorded_row_ratios(monkeypatch)
-    shared = functools.partial(steps.fused_loss, share_critic_forward=True)
+    shared = functools.partial(steps.fused_loss, critic_calls="shared")
     ref_d, ref_g, _, _ = separate_grads(G, D, losses.get_loss("hinge"), real, z, rng_seed=0)
     got_d, got_g, _, _ = single_loss_grads(shared, G, D, losses.get_loss("hinge"), real, z, 0)
     assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
@@ -397,6 +403,6 @@ def test_packed_critic_shares_its_forward_through_two_chains(monkeypatch):
     D = PackedCritic(inner, 2)
     calls = recorded_row_ratios(monkeypatch)
     real, z = batch()
-    shared = functools.partial(steps.fused_loss, share_critic_forward=True)
+    shared = functools.partial(steps.fused_loss, critic_calls="shared")
     gap = steps.gradient_gap(generator(), D, losses.get_loss("rasgan"), real, z, shared)
     assert max(gap.values()) < TOL and calls == []

@@ -19,15 +19,19 @@ critic call happens once, in the same order as in `separate_losses`, so dropout 
 batch statistics and running averages are the same. λ is replaced by per-group learning rates
 (`fused_optimizer`): λ scales G's learning rate under SGD, but RMSprop and Adam divide it away.
 
-Critic calls are arranged as: D(x_r) and D(G_ng(z)) [one call on the concatenation when the critic
-treats samples independently, see `is_per_sample`], then the gradient penalty's D(x̂) if the loss
-has one, then D_ng(G(z)). The G loss reuses the real logits D(x_r) with their gradient stopped.
-For per-sample critics the fused step can also share one forward D(G(z)) between both terms
-(`share_critic_forward`, on by default for convolutional critics). Backward through D is linear
-in the gradient u at its output, and input row i receives J_iᵀu_i: one backward chain seeded
-with u_D = ∂L_D/∂D(G(z)) gives D's parameter gradient and J_iᵀu_D,i, which rescaled row by row
-by u_G,i / u_D,i is G's input gradient J_iᵀu_G,i. Where some u_D,i vanishes (hinge losses beyond
-the margin) a second chain seeded with u_G gives the input gradient instead.
+Critic calls (`critic_calls`) are arranged as: "separate", D(x_r) and D(G_ng(z)) [one call on
+the concatenation when the critic treats samples independently, see `is_per_sample`], then the
+gradient penalty's D(x̂) if the loss has one, then D_ng(G(z)); any critic. The G loss reuses the
+real logits D(x_r) with their gradient stopped. For per-sample critics two arrangements with
+fewer calls give the same gradients to rounding:
+- "batched" (default for MLP critics): the post's own bracket L_G(D, G) − L_G(D, G_ng), with
+  D(cat[x_r, G_ng(z), G(z)]) in one call; the bracket's D-gradient cancels because both rows
+  pass through the same deterministic function.
+- "shared" (default for convolutional critics): one forward D(G(z)) for both terms. Backward
+  through D is linear in the gradient u at its output, and input row i receives J_iᵀu_i: one
+  backward chain seeded with u_D = ∂L_D/∂D(G(z)) gives D's parameter gradient and J_iᵀu_D,i,
+  which rescaled row by row by u_G,i / u_D,i is G's input gradient J_iᵀu_G,i. Where some u_D,i
+  vanishes (hinge losses beyond the margin) a second chain seeded with u_G gives it instead.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class _Terms:
     d_real: Tensor
     d_fake: Tensor
     penalty: Tensor | None
+    g_term: Tensor | None = None  # what carries G's gradient, when not g_loss itself
 
 
 class _SplitGradientCall(torch.autograd.Function):
@@ -167,37 +172,31 @@ def _rows_independent(D: nn.Module) -> bool:
     return all(getattr(m, "row_independent", True) for m in D.modules())
 
 
-def shares_critic_forward(D: nn.Module) -> bool:
-    """The default of `share_critic_forward`: a per-sample critic with a convolution layer.
+CRITIC_CALLS = ("auto", "separate", "batched", "shared")
 
-    Sharing saves one critic forward on the fake batch and, when the rows can be rescaled, one
-    backward chain through D, but costs re-entrant autograd calls (tenths of a millisecond on
-    CPU); in benchmarks/fused_vs_alternating.py that pays for the 28×28 DCGAN critic and not for
-    the small 2-D MLP critic.
+
+def critic_calls_for(D: nn.Module) -> str:
+    """What `critic_calls="auto"` picks for D: "separate" unless D is per-sample
+    (`is_per_sample`), then "shared" for a critic with a convolution layer, else "batched".
+
+    In benchmarks/fused_vs_alternating.py (batch 64, CPU) "shared" pays for the 28×28 DCGAN
+    critic, whose convolutions dominate the time, and "batched" for the small 2-D MLP critic,
+    whose time is mostly per-operation overhead.
     """
-    return is_per_sample(D) and any(isinstance(m, nn.modules.conv._ConvNd) for m in D.modules())
+    if not is_per_sample(D):
+        return "separate"
+    return ("shared" if any(isinstance(m, nn.modules.conv._ConvNd) for m in D.modules())
+            else "batched")
 
 
 def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *,
-           frozen_critic: bool, share_critic_forward: bool = False) -> _Terms:
+           frozen_critic: bool) -> _Terms:
     """L_D(D, G_ng) and L_G from one G forward, critic calls in the order the module gives.
 
     `frozen_critic`: L_G = L_G(D_ng, G) with stopped real logits; else L_G(D, G).
-    `share_critic_forward` (needs `frozen_critic` and a per-sample critic): one critic forward on
-    the fake batch serves both losses through `_SplitGradientCall`.
     """
     fake = G(z)
     fake_ng = fake.detach()
-    if share_critic_forward:
-        if not (frozen_critic and is_per_sample(D)):
-            raise BadInputError("share_critic_forward needs a critic without BatchNorm, dropout "
-                                "or spectral norm in training mode (see steps.is_per_sample); "
-                                "leave it at None to choose automatically")
-        d_real = D(real)
-        d_fake_ng, d_fake = _SplitGradientCall.apply(
-            D, _rows_independent(D), fake, *(p for p in D.parameters() if p.requires_grad))
-        d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
-        return _Terms(d_loss, loss.g_loss(d_real.detach(), d_fake), d_real, d_fake_ng, penalty)
     d_real, d_fake_ng = critic_outputs(D, real, fake_ng)
     d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
     if frozen_critic:
@@ -208,8 +207,58 @@ def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *
     return _Terms(d_loss, g_loss, d_real, d_fake_ng, penalty)
 
 
-def _share(D: nn.Module, share_critic_forward: bool | None) -> bool:
-    return shares_critic_forward(D) if share_critic_forward is None else share_critic_forward
+def _shared_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor) -> _Terms:
+    """critic_calls="shared": D(x_r), then one forward on G(z) for both terms through
+    `_SplitGradientCall`."""
+    fake = G(z)
+    fake_ng = fake.detach()
+    d_real = D(real)
+    d_fake_ng, d_fake = _SplitGradientCall.apply(
+        D, _rows_independent(D), fake, *(p for p in D.parameters() if p.requires_grad))
+    d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
+    return _Terms(d_loss, loss.g_loss(d_real.detach(), d_fake), d_real, d_fake_ng, penalty)
+
+
+def _batched_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor,
+                   z: Tensor) -> _Terms:
+    """critic_calls="batched": the post's bracket L_G(D, G) − L_G(D, G_ng) in one critic call.
+
+    D(cat[x_r, G_ng(z), G(z)]) on a per-sample critic: the G_ng(z) and G(z) rows are equal and
+    pass through the same function, so the two G terms' parameter gradients cancel (to rounding,
+    ~1e-16 relative in float64) and G's gradient comes from the G(z) rows; L_D reads the G_ng(z)
+    rows. One critic call on 3 batches instead of one on 2 and one on 1.
+    """
+    fake = G(z)
+    fake_ng = fake.detach()
+    n, m = real.shape[0], fake.shape[0]
+    d_real, d_fake_ng, d_fake = D(torch.cat([real, fake_ng, fake])).split([n, m, m])
+    d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
+    real_ng = d_real.detach()
+    g_loss = loss.g_loss(real_ng, d_fake)
+    return _Terms(d_loss, g_loss, d_real, d_fake_ng, penalty,
+                  g_term=g_loss - loss.g_loss(real_ng, d_fake_ng))
+
+
+def _fused_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor,
+                 critic_calls: str) -> _Terms:
+    if critic_calls not in CRITIC_CALLS:
+        raise BadInputError(f"unknown critic_calls {critic_calls!r}; choose one of "
+                            f"{', '.join(CRITIC_CALLS)}")
+    calls = critic_calls_for(D) if critic_calls == "auto" else critic_calls
+    if critic_calls != "auto" and calls != "separate" and not is_per_sample(D):
+        raise BadInputError(f"critic_calls={calls!r} needs a critic without BatchNorm, dropout "
+                            "or spectral norm in training mode (see steps.is_per_sample); "
+                            "leave it at 'auto' to choose automatically")
+    if calls == "shared":
+        return _shared_terms(G, D, loss, real, z)
+    if calls == "batched":
+        return _batched_terms(G, D, loss, real, z)
+    return _terms(G, D, loss, real, z, frozen_critic=True)
+
+
+def _single_loss(t: _Terms) -> Tensor:
+    """L_D + [g − stop_gradient(g)], g the G term: the value is L_D's, the gradients both."""
+    return t.d_loss + _zero_valued(t.g_loss if t.g_term is None else t.g_term)
 
 
 def _zero_valued(x: Tensor) -> Tensor:
@@ -228,17 +277,17 @@ def separate_losses(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor,
 
 
 def fused_loss(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *,
-               share_critic_forward: bool | None = None) -> Tensor:
+               critic_calls: str = "auto") -> Tensor:
     """L = L_D(D, G_ng) + [L_G(D_ng, G) − stop_gradient(L_G(D_ng, G))], one G forward.
 
     One backward leaves ∇_D L_D in D's parameters and ∇_G L_G in G's, exactly as
     `separate_losses` for any critic (BatchNorm, dropout, gradient penalty); the value is L_D.
-    `share_critic_forward`: compute D(G(z)) once for both terms (per-sample critics only);
-    None chooses by `shares_critic_forward(D)`. The gradients are the same either way.
+    `critic_calls` arranges the critic calls: "separate" (D on [x_r, G_ng(z)], then D_ng on
+    G(z)), and for per-sample critics "batched" (`_batched_terms`) or "shared" (one forward on
+    G(z), `_SplitGradientCall`); "auto" picks by `critic_calls_for(D)`. The gradients are the
+    same each way, to rounding.
     """
-    t = _terms(G, D, loss, real, z, frozen_critic=True,
-               share_critic_forward=_share(D, share_critic_forward))
-    return t.d_loss + _zero_valued(t.g_loss)
+    return _single_loss(_fused_terms(G, D, loss, real, z, critic_calls))
 
 
 def subtraction_loss(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor,
@@ -341,17 +390,15 @@ def alternating_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_d: torch.opt
 
 
 def fused_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt: torch.optim.Optimizer,
-               real: Tensor, z: Tensor, *,
-               share_critic_forward: bool | None = None) -> dict[str, float]:
+               real: Tensor, z: Tensor, *, critic_calls: str = "auto") -> dict[str, float]:
     """One backward of `fused_loss` and one step of `opt` (see `fused_optimizer`) over both nets.
 
     Simultaneous: D and G both move from gradients taken at the same point (G against the old D),
     with one noise batch z, one G forward and one backward. Returns the same keys as
     `alternating_step` (g_loss is the G loss's value, not the zero-valued fused term).
     """
-    t = _terms(G, D, loss, real, z, frozen_critic=True,
-               share_critic_forward=_share(D, share_critic_forward))
+    t = _fused_terms(G, D, loss, real, z, critic_calls)
     opt.zero_grad(set_to_none=True)
-    (t.d_loss + _zero_valued(t.g_loss)).backward()
+    _single_loss(t).backward()
     opt.step()
     return _summary(t.d_loss, t.g_loss, t.d_real, t.d_fake, t.penalty)

@@ -77,8 +77,11 @@ def toy_batch(seed: int, n: int = 16) -> tuple[Tensor, Tensor]:
 
 def fused_variants() -> dict[str, tuple[str, steps.SingleLoss]]:
     """Label -> (critic kind, single-loss construction) for the gradient check."""
-    shared = functools.partial(steps.fused_loss, share_critic_forward=True)
-    return {"plain": ("plain", steps.fused_loss), "plain, one shared D(G(z))": ("plain", shared),
+    shared = functools.partial(steps.fused_loss, critic_calls="shared")
+    separate = functools.partial(steps.fused_loss, critic_calls="separate")
+    return {"plain, batched critic call": ("plain", steps.fused_loss),
+            "plain, separate critic calls": ("plain", separate),
+            "plain, one shared D(G(z))": ("plain", shared),
             "batchnorm": ("batchnorm", steps.fused_loss), "dropout": ("dropout", steps.fused_loss)}
 
 
@@ -262,12 +265,12 @@ class StepRunner:
 
 def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor, *,
                  lr: float = 2e-4, seed: int = 0,
-                 share_critic_forward: bool | None = None) -> dict[str, StepRunner]:
+                 critic_calls: str = "auto") -> dict[str, StepRunner]:
     """A fused and an alternating step, each on its own copy of (G, D) and its own Adam.
 
     Adam(lr, betas (0.5, 0.999), fused CPU kernel) for both; fixed latent batches (z for the
     fused step and the D step, a second z for the G step), so the two differ only in the step.
-    `share_critic_forward` is passed to `steps.fused_step` (None: its default for D).
+    `critic_calls` is passed to `steps.fused_step`.
     """
     gen = torch.Generator().manual_seed(seed)
     z_d, z_g = (torch.randn(real.shape[0], G.latent_dim, generator=gen) for _ in range(2))
@@ -279,7 +282,7 @@ def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor,
                                                                                 **adam)
     return {
         "fused": StepRunner(lambda: steps.fused_step(Gf, Df, loss, opt, real, z_d,
-                                                     share_critic_forward=share_critic_forward),
+                                                     critic_calls=critic_calls),
                             (Gf, Df)),
         "alternating": StepRunner(lambda: steps.alternating_step(Ga, Da, loss, opt_d, opt_g, real,
                                                                  z_d, z_g), (Ga, Da)),
