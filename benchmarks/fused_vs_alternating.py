@@ -13,12 +13,12 @@ is the alternating/fused ratio of the medians.
 
     .venv/bin/python benchmarks/fused_vs_alternating.py [--rounds 25] [--threads 1]
         [--batch 64] [--pair mlp-2d|dcgan-28 ...] [--loss NAME ...] [--warmup STEPS]
-        [--critic-calls auto|separate|batched|shared]
+        [--critic-calls auto|separate|shared]
 
 A large `--batch` (e.g. 2048 for mlp-2d) shows the compute-bound ratio, where fixed per-step
 overheads no longer count. `--warmup STEPS` first trains the pair that many fused steps on the
 fixed batch, so the timing starts from a critic that separates the batches (a hinge critic then
-puts fake logits beyond its margin, where the shared critic forward needs two backward chains).
+puts fake logits beyond its margin, where the shared critic call recomputes those rows).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="loss name (repeatable; default: hinge, the post's, and rsgan)")
     parser.add_argument("--critic-calls", choices=steps.CRITIC_CALLS, default="auto",
                         help="how the fused step arranges its critic calls (see genshop.steps; "
-                             "auto: batched for MLP critics, shared for convolutional ones)")
+                             "auto: shared for per-sample critics, else separate)")
     parser.add_argument("--warmup", type=int, default=0,
                         help="fused training steps before timing (default 0: fresh nets)")
     args = parser.parse_args(argv)

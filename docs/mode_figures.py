@@ -1,9 +1,11 @@
 """Draw the README's mode pictures from two `genshop bench modes` folders.
 
-    .venv/bin/python docs/mode_figures.py RING8_BENCH_DIR GRID25_BENCH_DIR
+    .venv/bin/python docs/mode_figures.py RING8_BENCH_DIR GRID25_BENCH_DIR \
+        [RING8_FUSED_BENCH_DIR GRID25_FUSED_BENCH_DIR]
 
 Seed 0 of four rows per data set (the best alternating rows, rsgan fused, hinge fused), sampled
 and scored as the bench does (2,500 samples, latent seed 10,000), written to docs/modes_<data>.png.
+The fused rows come from the second pair of folders when given (a `--step-kinds fused` bench).
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ def seed0_row(bench_dir: Path, data: str, loss: str, step: str) -> Row:
     return Row(loss, step, [run])
 
 
-def main(ring_dir: str, grid_dir: str) -> None:
+def main(ring_dir: str, grid_dir: str, ring_fused_dir: str | None = None,
+         grid_fused_dir: str | None = None) -> None:
     torch.set_num_threads(1)
-    for data, bench_dir in (("ring8", Path(ring_dir)), ("grid25", Path(grid_dir))):
-        rows = [seed0_row(bench_dir, data, loss, step) for loss, step in ROWS[data]]
+    for data, bench_dir, fused_dir in (("ring8", ring_dir, ring_fused_dir),
+                                       ("grid25", grid_dir, grid_fused_dir)):
+        dirs = {"alternating": Path(bench_dir), "fused": Path(fused_dir or bench_dir)}
+        rows = [seed0_row(dirs[step], data, loss, step) for loss, step in ROWS[data]]
         title = f"{data}: seed 0 of four bench rows (recipe, full budget)"
         out = save_figure(scatter_figure(data, rows, title), Path(__file__).parent /
                           f"modes_{data}.png")
@@ -42,4 +47,4 @@ def main(ring_dir: str, grid_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:5])

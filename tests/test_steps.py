@@ -13,6 +13,7 @@ from torch import nn
 
 from genshop import losses, steps
 from genshop.errors import BadInputError
+from genshop.families.gan import PackedCritic
 
 TOL = 1e-10
 BATCH, Z_DIM, X_DIM = 12, 3, 2
@@ -67,10 +68,10 @@ def max_diff(a, b) -> float:
 
 
 ALL_LOSSES = [*losses.names(), "fgan-alpha:0.5", "rsgan+gp", "fgan-kl+saddle"]
-# "plain" (its default, critic_calls="batched"), "separate" and "shared" (one forward D(G(z)) for
-# both terms, _SplitGradientCall): the plain critic with each arrangement of critic calls;
-# bn+dropout: see test_fused_step_is_a_simultaneous_sgd_step
-CRITICS = ["plain", "separate", "shared", "bn", "dropout"]
+# "separate" and "shared" (one critic call for both terms; what "auto" picks for a plain critic):
+# the plain critic with each arrangement of critic calls; bn and dropout critics take "auto"
+# (= "separate"); bn+dropout: see test_fused_step_is_a_simultaneous_sgd_step
+CRITICS = ["separate", "shared", "bn", "dropout"]
 
 
 def make_loss(spec: str) -> losses.GanLoss:
@@ -323,18 +324,19 @@ class ConvCritic(nn.Module):
 def test_critic_calls_default_by_critic():
     assert steps.critic_calls_for(ConvCritic().double()) == "shared"
     assert steps.critic_calls_for(ConvCritic(batch_norm=True).double()) == "separate"
-    assert steps.critic_calls_for(critic("plain")) == "batched"
+    assert steps.critic_calls_for(critic("plain")) == "shared"
     assert steps.critic_calls_for(critic("dropout")) == "separate"
+
+    assert steps.critic_calls_for(PackedCritic(critic("plain"), 2)) == "separate"
     torch.manual_seed(0)
     G, D = generator(), ConvCritic().double()
     real, z = batch()
     for spec in ("rsgan", "wgan", "fgan-kl"):
         gap = steps.gradient_gap(G, D, losses.get_loss(spec), real, z)  # backward twice
         assert max(gap.values()) < TOL
-    for calls in ("shared", "batched"):
-        with pytest.raises(BadInputError, match="without BatchNorm, dropout or spectral norm"):
-            steps.fused_loss(*nets("bn"), losses.get_loss("hinge"), real, z, critic_calls=calls)
-    with pytest.raises(BadInputError, match="choose one of auto, separate, batched, shared"):
+    with pytest.raises(BadInputError, match="without BatchNorm, dropout or spectral norm"):
+        steps.fused_loss(*nets("bn"), losses.get_loss("hinge"), real, z, critic_calls="shared")
+    with pytest.raises(BadInputError, match="choose one of auto, separate, shared"):
         steps.fused_loss(G, D, losses.get_loss("hinge"), real, z, critic_calls="fast")
 
 
@@ -350,59 +352,71 @@ def test_spectral_norm_critics_get_one_call_per_batch_and_exact_gradients():
         assert max(gap.values()) < TOL
 
 
-def test_row_ratio_only_for_one_nonvanishing_output_a_sample():
+def test_gradient_link_ratio_only_for_one_nonvanishing_output_a_sample():
     f64 = functools.partial(torch.tensor, dtype=torch.float64)
-    u_g = f64([[1.0], [1.0]])
-    ratio = steps._row_ratio(u_g, f64([[0.5], [-0.25]]), 4)
-    assert torch.equal(ratio, f64([2.0, -4.0]).reshape(2, 1, 1, 1))
-    assert steps._row_ratio(u_g, f64([[0.5], [0.0]]), 2) is None  # hinge beyond its margin
-    assert steps._row_ratio(u_g, f64([[0.5], [1e-160]]), 2) is None  # below √tiny = 1.5e-154
-    assert steps._row_ratio(u_g, f64([[0.5], [1e-150]]), 2) is not None
-    assert steps._row_ratio(torch.ones(2, 3), torch.ones(2, 3), 2) is None  # 3 outputs a sample
+    u_g = f64([[1.0], [3.0]])
+    x = torch.zeros(2, X_DIM, dtype=torch.float64)
+    link = steps._GradientLink(critic("plain"), x, rows_independent=True)
+    link.set(u_g, f64([[0.5], [-0.25]]))
+    assert torch.equal(link.ratio, f64([[2.0], [-12.0]])) and link.redo is None
+    for u_d1 in (0.0, 1e-160):  # hinge beyond its margin; below √tiny = 1.5e-154
+        link.set(u_g, f64([[0.5], [u_d1]]))
+        assert torch.equal(link.ratio, f64([[2.0], [0.0]])) and link.redo.tolist() == [1]
+    link.set(u_g, f64([[0.5], [1e-150]]))
+    assert link.redo is None and link.ratio[1].item() == pytest.approx(3e150)
+    link.set(torch.ones(2, 3), torch.ones(2, 3))  # 3 outputs a sample
+    assert link.redo.tolist() == [0, 1] and not link.ratio.any()
+
+    assert steps._critic_traits(PackedCritic(critic("plain"), 2)) == (True, False)
+    packed = steps._GradientLink(PackedCritic(critic("plain"), 2), x, rows_independent=False)
+    packed.set(u_g, f64([[0.5], [-0.25]]))
+    assert packed.redo.tolist() == [0, 1] and torch.equal(packed.u_g, u_g)
 
 
-def recorded_row_ratios(monkeypatch) -> list[bool]:
-    """Whether each shared-forward backward ran as one rescaled chain (True) or two (False)."""
-    calls, row_ratio = [], steps._row_ratio
+def recorded_recomputed_rows(monkeypatch) -> list[int]:
+    """How many rows each shared-forward backward recomputed (no entry: none was)."""
+    calls, input_gradient = [], steps._input_gradient
 
-    def record(*args):
-        ratio = row_ratio(*args)
-        calls.append(ratio is not None)
-        return ratio
+    def record(D, x, seed):
+        calls.append(x.shape[0])
+        return input_gradient(D, x, seed)
 
-    monkeypatch.setattr(steps, "_row_ratio", record)
+    monkeypatch.setattr(steps, "_input_gradient", record)
     return calls
 
 
-@pytest.mark.parametrize(("shift", "one_chain"), [(0.0, [True]), (-0.99, [False]),
-                                                  (-8.0, [False])])
-def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(shift, one_chain,
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("shift", [0.0, -0.99, -8.0])
+def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(shift, conv,
                                                                             monkeypatch):
-    """Shift 0: every fake logit inside the hinge margin, one chain with rescaled rows; −0.99:
-    some fake logits beyond it (u_D,i = 0 there), −8: all, both by two chains."""
-    G, D = nets("plain")
-    with torch.no_grad():
-        D[-1].bias += shift
+    """Shift 0: every fake logit inside the hinge margin, all rows rescaled; −0.99: some fake
+    logits beyond it (u_D,i = 0 there), −8: all. An MLP critic recomputes just those rows; a
+    convolutional one runs a second chain over its kept graph and recomputes nothing."""
+    torch.manual_seed(0)
+    G, D = generator(), (ConvCritic().double() if conv else critic("plain"))
+    last = D.body[-1] if conv else D[-1]
     real, z = batch()
+    with torch.no_grad():
+        last.bias += shift - D(G(z)).median()  # the median fake logit at `shift`
     beyond = (D(G(z)) < -1).sum().item()
     assert {0.0: beyond == 0, -0.99: 0 < beyond < BATCH, -8.0: beyond == BATCH}[shift]
-    calls = recorded_row_ratios(monkeypatch)
+    calls = recorded_recomputed_rows(monkeypatch)
     shared = functools.partial(steps.fused_loss, critic_calls="shared")
     ref_d, ref_g, _, _ = separate_grads(G, D, losses.get_loss("hinge"), real, z, rng_seed=0)
     got_d, got_g, _, _ = single_loss_grads(shared, G, D, losses.get_loss("hinge"), real, z, 0)
     assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
     assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
-    assert calls == one_chain
+    assert calls == ([beyond] if beyond and not conv else [])
 
 
-def test_packed_critic_shares_its_forward_through_two_chains(monkeypatch):
+def test_packed_critic_shares_its_forward_by_recomputing_every_row(monkeypatch):
     """A pack's logit depends on m samples, so the per-row rescaling does not apply."""
-    from genshop.families.gan import PackedCritic
+
     torch.manual_seed(0)
     inner = nn.Sequential(nn.Linear(2 * X_DIM, 16), nn.Tanh(), nn.Linear(16, 1)).double()
     D = PackedCritic(inner, 2)
-    calls = recorded_row_ratios(monkeypatch)
+    calls = recorded_recomputed_rows(monkeypatch)
     real, z = batch()
     shared = functools.partial(steps.fused_loss, critic_calls="shared")
     gap = steps.gradient_gap(generator(), D, losses.get_loss("rasgan"), real, z, shared)
-    assert max(gap.values()) < TOL and calls == []
+    assert max(gap.values()) < TOL and calls == [BATCH]

@@ -19,19 +19,19 @@ critic call happens once, in the same order as in `separate_losses`, so dropout 
 batch statistics and running averages are the same. λ is replaced by per-group learning rates
 (`fused_optimizer`): λ scales G's learning rate under SGD, but RMSprop and Adam divide it away.
 
-Critic calls (`critic_calls`) are arranged as: "separate", D(x_r) and D(G_ng(z)) [one call on
-the concatenation when the critic treats samples independently, see `is_per_sample`], then the
-gradient penalty's D(x̂) if the loss has one, then D_ng(G(z)); any critic. The G loss reuses the
-real logits D(x_r) with their gradient stopped. For per-sample critics two arrangements with
-fewer calls give the same gradients to rounding:
-- "batched" (default for MLP critics): the post's own bracket L_G(D, G) − L_G(D, G_ng), with
-  D(cat[x_r, G_ng(z), G(z)]) in one call; the bracket's D-gradient cancels because both rows
-  pass through the same deterministic function.
-- "shared" (default for convolutional critics): one forward D(G(z)) for both terms. Backward
-  through D is linear in the gradient u at its output, and input row i receives J_iᵀu_i: one
-  backward chain seeded with u_D = ∂L_D/∂D(G(z)) gives D's parameter gradient and J_iᵀu_D,i,
-  which rescaled row by row by u_G,i / u_D,i is G's input gradient J_iᵀu_G,i. Where some u_D,i
-  vanishes (hinge losses beyond the margin) a second chain seeded with u_G gives it instead.
+Critic calls (`critic_calls`) are arranged as:
+- "separate": D(x_r) and D(G_ng(z)) [one call on the concatenation when the critic treats
+  samples independently, see `is_per_sample`], then the gradient penalty's D(x̂) if the loss has
+  one, then D_ng(G(z)); for any critic. The G loss reuses the real logits D(x_r) with their
+  gradient stopped.
+- "shared" (the default for per-sample critics): one call D(cat[x_r, G(z)]) serves both terms.
+  Backward through D is linear in the gradient u at its output, and input row i receives J_iᵀu_i.
+  So the output side lets only u_D = ∂L_D/∂D(G(z)) into D (D's parameters get exactly ∇L_D) and
+  keeps u_G = ∂L_G/∂D(G(z)); the input side rescales each arriving J_iᵀu_D,i by u_G,i / u_D,i into
+  G's J_iᵀu_G,i. Rows where u_D,i vanishes (a hinge critic beyond its margin) get J_iᵀu_G,i from
+  a backward seeded with u_G,i instead (`_shared_terms`: recomputed for small critics, a second
+  chain over a kept graph for convolutional ones). Same gradients as "separate", to rounding,
+  with one critic forward, one G forward and one backward: the post's saving in full.
 """
 
 from __future__ import annotations
@@ -62,15 +62,30 @@ def is_per_sample(D: nn.Module) -> bool:
     samples or draw random numbers are not detected: put such a critic in a module that contains
     a dropout or BatchNorm layer, or keep it out of training mode.
     """
-    return not any(m.training and (isinstance(m, _BATCH_COUPLED_OR_RANDOM) or _spectral(m))
-                   for m in D.modules())
+    return _critic_traits(D)[0]
+
+
+def _critic_traits(D: nn.Module) -> tuple[bool, bool]:
+    """(`is_per_sample(D)`, rows independent) in one pass over D's modules (it runs every step).
+
+    Rows are independent unless a module declares `row_independent = False` on its class (as
+    `families.gan.PackedCritic` does: a pack's logit depends on m samples).
+    """
+    per_sample = rows_independent = True
+    for m in D.modules():
+        if m.training and (isinstance(m, _BATCH_COUPLED_OR_RANDOM) or _spectral(m)):
+            per_sample = False
+        if not getattr(type(m), "row_independent", True):
+            rows_independent = False
+    return per_sample, rows_independent
 
 
 def _spectral(m: nn.Module) -> bool:
     """A layer under `nn.utils.parametrizations.spectral_norm` or the older hook version."""
     if isinstance(m, _SpectralNormParametrization):
         return True
-    return any(isinstance(h, _SpectralNormHook) for h in m._forward_pre_hooks.values())
+    hooks = m._forward_pre_hooks
+    return bool(hooks) and any(isinstance(h, _SpectralNormHook) for h in hooks.values())
 
 
 @contextmanager
@@ -115,78 +130,117 @@ class _Terms:
     d_real: Tensor
     d_fake: Tensor
     penalty: Tensor | None
-    g_term: Tensor | None = None  # what carries G's gradient, when not g_loss itself
 
 
-class _SplitGradientCall(torch.autograd.Function):
-    """y = D(x) computed once and returned twice: gradients reaching the first copy (u_D) go to
-    D's parameters only, gradients reaching the second (u_G) go to x only.
+class _GradientLink:
+    """Carries, within one backward, the row ratios u_G,i / u_D,i from the critic's output on
+    x = G(z) (set by `_SplitSeeds`) to its input (`rescale`, a gradient hook on G(z)).
 
-    Equal to (D(x.detach()), D_ng(x)) for a per-sample deterministic critic, with one critic
-    forward instead of two. Backward is linear in the gradient seeding it, and for a critic
-    whose output row i depends on input row i alone, row i of the input gradient is J_iᵀu_i:
-    so when D gives one number a sample and no u_D,i (nearly) vanishes, one chain seeded with
-    u_D yields the parameter gradient and J_iᵀu_D,i, rescaled to J_iᵀu_G,i. Otherwise (hinge
-    losses beyond their margin, packed critics) the parameter chain and the input chain run
-    separately.
+    Holds D and x (detached) to recompute the rows that have no ratio (all of them unless
+    `rows_independent`: then an output row may depend on several input rows).
+    """
+
+    def __init__(self, D: nn.Module, x: Tensor, rows_independent: bool):
+        self.D, self.x, self.redo_all = D, x, not rows_independent
+        self.ratio: Tensor | None = None
+        self.redo: Tensor | None = None  # indices of the rows to recompute; None: none
+        self.u_g: Tensor | None = None
+
+    def set(self, u_g: Tensor, u_d: Tensor) -> None:
+        """Ratios where |u_D,i| > √(smallest normal float) and D gives one number a sample."""
+        n, self.redo, self.u_g = u_d.shape[0], None, None
+        if self.redo_all or u_d.numel() != n:
+            self.ratio, self.redo, self.u_g = torch.zeros_like(u_d), torch.arange(n), u_g
+            return
+        tiny = torch.finfo(u_d.dtype).tiny ** 0.5
+        if u_d.abs().amin().item() > tiny:
+            self.ratio = u_g / u_d
+            return
+        valid = u_d.abs() > tiny
+        self.ratio = torch.where(valid, u_g, 0) / torch.where(valid, u_d, 1)
+        self.redo, self.u_g = (~valid).reshape(n).nonzero().reshape(-1), u_g
+
+    def scale(self, grad: Tensor) -> Tensor:
+        """Row i of `grad` times u_G,i / u_D,i (0 on rows without a ratio)."""
+        return grad * self.ratio.reshape(-1, *([1] * (grad.dim() - 1)))
+
+    def rescale(self, grad: Tensor) -> Tensor:
+        """J_iᵀu_D,i arriving at row i of x → J_iᵀu_G,i: rescaled, or on rows without a ratio
+        recomputed by a backward of D(x_i) seeded with u_G,i (which reaches x only)."""
+        grad = self.scale(grad)
+        if self.redo is not None:
+            grad[self.redo] = _input_gradient(self.D, self.x[self.redo], self.u_g[self.redo])
+        return grad
+
+
+class _SplitSeeds(torch.autograd.Function):
+    """y → (y_D, y_G), two copies of the critic's output on G(z). Backward passes u_D (the
+    gradient at y_D) on into the critic and leaves u_G (at y_G) in the link as a row ratio."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, link: _GradientLink) -> tuple[Tensor, Tensor]:
+        ctx.link = link
+        return y.view_as(y), y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, u_d: Tensor, u_g: Tensor):
+        ctx.link.set(u_g, u_d)
+        return u_d, None
+
+
+class _NestedSharedCall(torch.autograd.Function):
+    """(y_D, y_G) = D(x) computed once on a graph of its own and returned twice: gradients
+    reaching y_D (u_D) go to D's parameters only, those reaching y_G (u_G) go to x only.
+
+    Backward: when the link has a ratio for every row, one chain seeded with u_D gives the
+    parameter gradient and J_iᵀu_D,i, rescaled to J_iᵀu_G,i; otherwise a parameter chain seeded
+    with u_D and an input chain seeded with u_G, both over the kept inner graph (no forward is
+    recomputed). The inner graph lives as long as the outer one, which may be run twice.
     """
 
     @staticmethod
-    def forward(ctx, D: nn.Module, rows_independent: bool, x: Tensor,
+    def forward(ctx, D: nn.Module, link: _GradientLink, x: Tensor,
                 *params: Tensor) -> tuple[Tensor, Tensor]:
         x_leaf = x.detach().requires_grad_(x.requires_grad)
         with torch.enable_grad():
             y = D(x_leaf)
-        ctx.graph = (y, x_leaf, params, rows_independent)
+        ctx.graph = (y, x_leaf, params, link)
         out = y.detach()
         return out, out.clone()
 
     @staticmethod
-    def backward(ctx, grad_params_side: Tensor, grad_input_side: Tensor):
-        y, x_leaf, params, rows_independent = ctx.graph  # kept while the outer graph is
-        ratio = (_row_ratio(grad_input_side, grad_params_side, x_leaf.dim())
-                 if rows_independent and x_leaf.requires_grad and params else None)
-        if ratio is not None:
-            *grad_params, grad_x = torch.autograd.grad(y, [*params, x_leaf], grad_params_side,
+    def backward(ctx, u_d: Tensor, u_g: Tensor):
+        y, x_leaf, params, link = ctx.graph
+        link.set(u_g, u_d)
+        if x_leaf.requires_grad and params and link.redo is None:
+            *grad_params, grad_x = torch.autograd.grad(y, [*params, x_leaf], u_d,
                                                        retain_graph=True, materialize_grads=True)
-            return (None, None, grad_x * ratio, *grad_params)
-        grad_params = torch.autograd.grad(y, params, grad_params_side, retain_graph=True,
+            return (None, None, link.scale(grad_x), *grad_params)
+        grad_params = torch.autograd.grad(y, params, u_d, retain_graph=True,
                                           materialize_grads=True) if params else ()
-        grad_x = (torch.autograd.grad(y, x_leaf, grad_input_side, retain_graph=True)[0]
+        grad_x = (torch.autograd.grad(y, x_leaf, u_g, retain_graph=True)[0]
                   if x_leaf.requires_grad else None)
         return (None, None, grad_x, *grad_params)
 
 
-def _row_ratio(u_g: Tensor, u_d: Tensor, dim: int) -> Tensor | None:
-    """u_G,i / u_D,i shaped to scale the rows of a `dim`-dimensional input, or None unless each
-    sample has one output and every |u_D,i| exceeds √(smallest normal float)."""
-    n = u_d.shape[0] if u_d.dim() else 0
-    if u_d.numel() != n or not bool((u_d.abs() > torch.finfo(u_d.dtype).tiny ** 0.5).all()):
-        return None
-    return (u_g / u_d).reshape(n, *([1] * (dim - 1)))
+def _input_gradient(D: nn.Module, x: Tensor, seed: Tensor) -> Tensor:
+    """(∂D(x)/∂x)ᵀ·seed, without touching the gradients of D's parameters."""
+    with torch.enable_grad():
+        x_leaf = x.detach().requires_grad_()
+        return torch.autograd.grad(D(x_leaf), x_leaf, seed)[0]
 
 
-def _rows_independent(D: nn.Module) -> bool:
-    """No module of D declares `row_independent = False` (as `families.gan.PackedCritic` does:
-    a pack's logit depends on m samples)."""
-    return all(getattr(m, "row_independent", True) for m in D.modules())
-
-
-CRITIC_CALLS = ("auto", "separate", "batched", "shared")
+CRITIC_CALLS = ("auto", "separate", "shared")
 
 
 def critic_calls_for(D: nn.Module) -> str:
-    """What `critic_calls="auto"` picks for D: "separate" unless D is per-sample
-    (`is_per_sample`), then "shared" for a critic with a convolution layer, else "batched".
+    """What `critic_calls="auto"` picks for D: "shared" for a per-sample critic (`is_per_sample`)
+    whose output rows each depend on one input row (`_critic_traits`), else "separate"."""
+    return _auto_calls(_critic_traits(D))
 
-    In benchmarks/fused_vs_alternating.py (batch 64, CPU) "shared" pays for the 28×28 DCGAN
-    critic, whose convolutions dominate the time, and "batched" for the small 2-D MLP critic,
-    whose time is mostly per-operation overhead.
-    """
-    if not is_per_sample(D):
-        return "separate"
-    return ("shared" if any(isinstance(m, nn.modules.conv._ConvNd) for m in D.modules())
-            else "batched")
+
+def _auto_calls(traits: tuple[bool, bool]) -> str:
+    return "shared" if all(traits) else "separate"
 
 
 def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *,
@@ -207,36 +261,37 @@ def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *
     return _Terms(d_loss, g_loss, d_real, d_fake_ng, penalty)
 
 
-def _shared_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor) -> _Terms:
-    """critic_calls="shared": D(x_r), then one forward on G(z) for both terms through
-    `_SplitGradientCall`."""
+def _shared_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor,
+                  rows_independent: bool) -> _Terms:
+    """critic_calls="shared": one critic forward on G(z) serves L_D and L_G.
+
+    Only u_D = ∂L_D/∂D(G(z)) reaches D's parameters, so they get ∇L_D; the J_iᵀu_D,i arriving
+    at G(z) are turned into G's J_iᵀu_G,i (`_GradientLink`). Two ways, by the critic's cost:
+    - no convolution (small, overhead-bound critics): one call D(cat[x_r, G(z)]) in the outer
+      graph, `_SplitSeeds` at its output and a gradient hook on G(z); rows without a ratio are
+      recomputed.
+    - convolutional (compute-bound): D(x_r) on its own, so the real images need no input
+      gradient, and `_NestedSharedCall` on G(z), whose rows without a ratio take a second
+      backward chain over the kept graph instead of a recomputed forward.
+    """
     fake = G(z)
     fake_ng = fake.detach()
-    d_real = D(real)
-    d_fake_ng, d_fake = _SplitGradientCall.apply(
-        D, _rows_independent(D), fake, *(p for p in D.parameters() if p.requires_grad))
+    link = _GradientLink(D, fake_ng, rows_independent)
+    if _convolutional(D):
+        params = (p for p in D.parameters() if p.requires_grad)
+        d_real, (d_fake_ng, d_fake) = D(real), _NestedSharedCall.apply(D, link, fake, *params)
+    else:
+        if fake.requires_grad:
+            fake.register_hook(link.rescale)
+        n = real.shape[0]
+        out = D(torch.cat([real, fake]))
+        d_real, (d_fake_ng, d_fake) = out[:n], _SplitSeeds.apply(out[n:], link)
     d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
     return _Terms(d_loss, loss.g_loss(d_real.detach(), d_fake), d_real, d_fake_ng, penalty)
 
 
-def _batched_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor,
-                   z: Tensor) -> _Terms:
-    """critic_calls="batched": the post's bracket L_G(D, G) − L_G(D, G_ng) in one critic call.
-
-    D(cat[x_r, G_ng(z), G(z)]) on a per-sample critic: the G_ng(z) and G(z) rows are equal and
-    pass through the same function, so the two G terms' parameter gradients cancel (to rounding,
-    ~1e-16 relative in float64) and G's gradient comes from the G(z) rows; L_D reads the G_ng(z)
-    rows. One critic call on 3 batches instead of one on 2 and one on 1.
-    """
-    fake = G(z)
-    fake_ng = fake.detach()
-    n, m = real.shape[0], fake.shape[0]
-    d_real, d_fake_ng, d_fake = D(torch.cat([real, fake_ng, fake])).split([n, m, m])
-    d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
-    real_ng = d_real.detach()
-    g_loss = loss.g_loss(real_ng, d_fake)
-    return _Terms(d_loss, g_loss, d_real, d_fake_ng, penalty,
-                  g_term=g_loss - loss.g_loss(real_ng, d_fake_ng))
+def _convolutional(D: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in D.modules())
 
 
 def _fused_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor,
@@ -244,21 +299,21 @@ def _fused_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Ten
     if critic_calls not in CRITIC_CALLS:
         raise BadInputError(f"unknown critic_calls {critic_calls!r}; choose one of "
                             f"{', '.join(CRITIC_CALLS)}")
-    calls = critic_calls_for(D) if critic_calls == "auto" else critic_calls
-    if critic_calls != "auto" and calls != "separate" and not is_per_sample(D):
-        raise BadInputError(f"critic_calls={calls!r} needs a critic without BatchNorm, dropout "
+    traits = per_sample, rows_independent = _critic_traits(D)
+    if critic_calls == "auto":
+        critic_calls = _auto_calls(traits)
+    elif critic_calls == "shared" and not per_sample:
+        raise BadInputError("critic_calls='shared' needs a critic without BatchNorm, dropout "
                             "or spectral norm in training mode (see steps.is_per_sample); "
                             "leave it at 'auto' to choose automatically")
-    if calls == "shared":
-        return _shared_terms(G, D, loss, real, z)
-    if calls == "batched":
-        return _batched_terms(G, D, loss, real, z)
+    if critic_calls == "shared":
+        return _shared_terms(G, D, loss, real, z, rows_independent)
     return _terms(G, D, loss, real, z, frozen_critic=True)
 
 
 def _single_loss(t: _Terms) -> Tensor:
-    """L_D + [g − stop_gradient(g)], g the G term: the value is L_D's, the gradients both."""
-    return t.d_loss + _zero_valued(t.g_loss if t.g_term is None else t.g_term)
+    """L_D + [L_G − stop_gradient(L_G)]: the value is L_D's, the gradients both."""
+    return t.d_loss + _zero_valued(t.g_loss)
 
 
 def _zero_valued(x: Tensor) -> Tensor:
@@ -283,9 +338,8 @@ def fused_loss(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tenso
     One backward leaves ∇_D L_D in D's parameters and ∇_G L_G in G's, exactly as
     `separate_losses` for any critic (BatchNorm, dropout, gradient penalty); the value is L_D.
     `critic_calls` arranges the critic calls: "separate" (D on [x_r, G_ng(z)], then D_ng on
-    G(z)), and for per-sample critics "batched" (`_batched_terms`) or "shared" (one forward on
-    G(z), `_SplitGradientCall`); "auto" picks by `critic_calls_for(D)`. The gradients are the
-    same each way, to rounding.
+    G(z)) or, for per-sample critics, "shared" (one call D(cat[x_r, G(z)]), `_shared_terms`);
+    "auto" picks by `critic_calls_for(D)`. The gradients are the same either way, to rounding.
     """
     return _single_loss(_fused_terms(G, D, loss, real, z, critic_calls))
 
@@ -338,11 +392,15 @@ def _max_abs_diff(a: list[Tensor], b: list[Tensor]) -> float:
 
 def fused_optimizer(G: nn.Module, D: nn.Module, optimizer: type[torch.optim.Optimizer],
                     lr_d: float, lr_g: float, **options) -> torch.optim.Optimizer:
-    """One optimiser over both nets with per-group learning rates (D group first, then G).
+    """One optimiser over both nets: D's parameters, then G's; one parameter group when
+    lr_d == lr_g (one update call instead of two), else a group each.
 
-    This replaces the post's λ: under SGD, λ·∇_G is the same as lr_g = λ·lr; under RMSprop and
-    Adam the update is invariant to the gradient's scale, so only lr_g changes G's step size.
+    Per-group learning rates replace the post's λ: under SGD, λ·∇_G is the same as lr_g = λ·lr;
+    under RMSprop and Adam the update is invariant to the gradient's scale, so only lr_g changes
+    G's step size.
     """
+    if lr_d == lr_g:
+        return optimizer([*D.parameters(), *G.parameters()], lr=lr_d, **options)
     return optimizer([{"params": list(D.parameters()), "lr": lr_d},
                       {"params": list(G.parameters()), "lr": lr_g}], **options)
 

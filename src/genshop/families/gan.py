@@ -52,7 +52,7 @@ class PackedCritic(nn.Module):
     the gradient norm stays per point (`losses.gradient_penalty` takes each sample's norm).
     """
 
-    row_independent = False  # a logit depends on m samples: see steps._SplitGradientCall
+    row_independent = False  # a logit depends on m samples: see steps._critic_traits
 
     def __init__(self, inner: nn.Module, pack: int):
         super().__init__()

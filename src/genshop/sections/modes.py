@@ -39,7 +39,7 @@ def quality_verdict(rows: list[Row]) -> Verdict:
                    f"ring8, one seed, {QUICK_STEPS} steps: {detail} (rule: fused keeps every "
                    f"mode and stays within {HQ_TOLERANCE:g} HQ points). The full bench in the "
                    "README agrees: at the full recipe, fused HQ is lower for 17 of 18 losses on "
-                   "the ring (all but fgan-pearson, whose alternating runs lost modes).")
+                   "the ring (all but fgan-neyman, which fails with either step).")
 
 
 @section("modes", "2-D ring: modes captured per GAN loss and step", order=45)
