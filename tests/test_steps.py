@@ -200,6 +200,28 @@ def test_per_group_learning_rate_scales_adam_updates():
     assert torch.allclose(updates[1][mask], 2 * updates[0][mask], rtol=1e-3, atol=0)
 
 
+def test_fused_optimizer_takes_one_group_when_the_rates_agree():
+    """One group (one update call) for lr_d = lr_g, D's parameters first; the update equals that
+    of two groups with the same rate, parameter by parameter."""
+    loss = losses.get_loss("rsgan")
+    G, D = nets("plain", seed=4)
+    real, z = batch(4)
+    one = steps.fused_optimizer(G, D, torch.optim.Adam, lr_d=1e-3, lr_g=1e-3)
+    assert [g["params"] for g in one.param_groups] == [[*D.parameters(), *G.parameters()]]
+    two = steps.fused_optimizer(G, D, torch.optim.Adam, lr_d=1e-3, lr_g=2e-3)
+    assert [g["lr"] for g in two.param_groups] == [1e-3, 2e-3]
+    moved = []
+    for grouped in (False, True):
+        G1, D1 = copy.deepcopy(G), copy.deepcopy(D)
+        opt = (torch.optim.Adam([{"params": list(D1.parameters())},
+                                 {"params": list(G1.parameters())}], lr=1e-3) if grouped
+               else steps.fused_optimizer(G1, D1, torch.optim.Adam, lr_d=1e-3, lr_g=1e-3))
+        steps.fused_step(G1, D1, loss, opt, real, z)
+        moved.append(params(D1) + params(G1))
+    assert max_diff(moved[0], moved[1]) == 0.0
+    assert max_diff(moved[0], params(D) + params(G)) > 1e-4
+
+
 def params(net: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in net.parameters()]
 
