@@ -389,7 +389,8 @@ def test_gradient_link_ratio_only_for_one_nonvanishing_output_a_sample():
     link.set(torch.ones(2, 3), torch.ones(2, 3))  # 3 outputs a sample
     assert link.redo.tolist() == [0, 1] and not link.ratio.any()
 
-    assert steps._critic_traits(PackedCritic(critic("plain"), 2)) == (True, False)
+    assert steps._critic_traits(PackedCritic(critic("plain"), 2)) == (True, False, False)
+    assert steps._critic_traits(ConvCritic()) == (True, True, True)
     packed = steps._GradientLink(PackedCritic(critic("plain"), 2), x, rows_independent=False)
     packed.set(u_g, f64([[0.5], [-0.25]]))
     assert packed.redo.tolist() == [0, 1] and torch.equal(packed.u_g, u_g)
