@@ -18,7 +18,8 @@ is the alternating/fused ratio of the medians.
 A large `--batch` (e.g. 2048 for mlp-2d) shows the compute-bound ratio, where fixed per-step
 overheads no longer count. `--warmup STEPS` first trains the pair that many fused steps on the
 fixed batch, so the timing starts from a critic that separates the batches (a hinge critic then
-puts fake logits beyond its margin, where the shared critic call recomputes those rows).
+puts fake logits beyond its margin, where the shared critic forward needs a second backward
+chain for a convolutional critic and recomputes those rows for an MLP one).
 """
 
 from __future__ import annotations

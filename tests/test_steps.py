@@ -348,7 +348,6 @@ def test_critic_calls_default_by_critic():
     assert steps.critic_calls_for(ConvCritic(batch_norm=True).double()) == "separate"
     assert steps.critic_calls_for(critic("plain")) == "shared"
     assert steps.critic_calls_for(critic("dropout")) == "separate"
-
     assert steps.critic_calls_for(PackedCritic(critic("plain"), 2)) == "separate"
     torch.manual_seed(0)
     G, D = generator(), ConvCritic().double()
@@ -391,6 +390,9 @@ def test_gradient_link_ratio_only_for_one_nonvanishing_output_a_sample():
 
     assert steps._critic_traits(PackedCritic(critic("plain"), 2)) == (True, False, False)
     assert steps._critic_traits(ConvCritic()) == (True, True, True)
+    with_empty_slot = critic("dropout")
+    with_empty_slot.register_module("unused", None)  # modules() skips such slots; so must it
+    assert steps._critic_traits(with_empty_slot) == (False, True, False)
     packed = steps._GradientLink(PackedCritic(critic("plain"), 2), x, rows_independent=False)
     packed.set(u_g, f64([[0.5], [-0.25]]))
     assert packed.redo.tolist() == [0, 1] and torch.equal(packed.u_g, u_g)

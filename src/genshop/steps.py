@@ -24,7 +24,7 @@ Critic calls (`critic_calls`) are arranged as:
   samples independently, see `is_per_sample`], then the gradient penalty's D(x̂) if the loss has
   one, then D_ng(G(z)); for any critic. The G loss reuses the real logits D(x_r) with their
   gradient stopped.
-- "shared" (the default for per-sample critics): one call D(cat[x_r, G(z)]) serves both terms.
+- "shared" (the default for per-sample critics): one critic forward on G(z) serves both terms.
   Backward through D is linear in the gradient u at its output, and input row i receives J_iᵀu_i.
   So the output side lets only u_D = ∂L_D/∂D(G(z)) into D (D's parameters get exactly ∇L_D) and
   keeps u_G = ∂L_G/∂D(G(z)); the input side rescales each arriving J_iᵀu_D,i by u_G,i / u_D,i into
@@ -83,7 +83,7 @@ def _critic_traits(D: nn.Module) -> _CriticTraits:
     stack = [D]
     while stack:  # nn.Module.modules() without its names and memo: 3× faster on small nets
         m = stack.pop()
-        stack.extend(m._modules.values())
+        stack.extend(child for child in m._modules.values() if child is not None)
         if m.training and (isinstance(m, _BATCH_COUPLED_OR_RANDOM) or _spectral(m)):
             per_sample = False
         cls = type(m)
@@ -346,7 +346,7 @@ def fused_loss(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tenso
     One backward leaves ∇_D L_D in D's parameters and ∇_G L_G in G's, exactly as
     `separate_losses` for any critic (BatchNorm, dropout, gradient penalty); the value is L_D.
     `critic_calls` arranges the critic calls: "separate" (D on [x_r, G_ng(z)], then D_ng on
-    G(z)) or, for per-sample critics, "shared" (one call D(cat[x_r, G(z)]), `_shared_terms`);
+    G(z)) or, for per-sample critics, "shared" (one critic forward on G(z), `_shared_terms`);
     "auto" picks by `critic_calls_for(D)`. The gradients are the same either way, to rounding.
     """
     return _single_loss(_fused_terms(G, D, loss, real, z, critic_calls))
