@@ -410,28 +410,57 @@ def recorded_recomputed_rows(monkeypatch) -> list[int]:
     return calls
 
 
+def recorded_grad_calls(monkeypatch) -> list[int]:
+    """How many inputs each torch.autograd.grad call took (the backward chains run)."""
+    calls, grad = [], torch.autograd.grad
+
+    def record(outputs, inputs, *args, **kwargs):
+        calls.append(len(inputs) if isinstance(inputs, (list, tuple)) else 1)
+        return grad(outputs, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", record)
+    return calls
+
+
+def put_fake_logits_beyond_margin(D, last: nn.Linear, fake: torch.Tensor, count: int) -> None:
+    """Shift the critic's last bias so that exactly `count` fake logits are < −1 (hinge)."""
+    s = D(fake).reshape(-1).sort().values
+    cut = {0: s[0] - 1.0, BATCH: s[-1] + 7.0}.get(count, (s[count - 1] + s[count % BATCH]) / 2)
+    with torch.no_grad():
+        last.bias -= 1 + cut
+    assert (D(fake) < -1).sum().item() == count
+
+
 @pytest.mark.parametrize("conv", [False, True])
-@pytest.mark.parametrize("shift", [0.0, -0.99, -8.0])
-def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(shift, conv,
+@pytest.mark.parametrize("beyond", [0, BATCH // 4, 3 * BATCH // 4, BATCH])
+def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(beyond, conv,
                                                                             monkeypatch):
-    """Shift 0: every fake logit inside the hinge margin, all rows rescaled; −0.99: some fake
-    logits beyond it (u_D,i = 0 there), −8: all. An MLP critic recomputes just those rows; a
-    convolutional one runs a second chain over its kept graph and recomputes nothing."""
+    """`beyond` fake logits past the hinge margin (u_D,i = 0 there), the others rescaled.
+
+    An MLP critic recomputes just those rows. A convolutional one does so when they are at most
+    half; for more it runs a parameter chain and an input chain over its kept graph, and when u_D
+    is zero on every row, the input chain alone."""
     torch.manual_seed(0)
     G, D = generator(), (ConvCritic().double() if conv else critic("plain"))
-    last = D.body[-1] if conv else D[-1]
     real, z = batch()
-    with torch.no_grad():
-        last.bias += shift - D(G(z)).median()  # the median fake logit at `shift`
-    beyond = (D(G(z)) < -1).sum().item()
-    assert {0.0: beyond == 0, -0.99: 0 < beyond < BATCH, -8.0: beyond == BATCH}[shift]
-    calls = recorded_recomputed_rows(monkeypatch)
+    put_fake_logits_beyond_margin(D, D.body[-1] if conv else D[-1], G(z), beyond)
+    recomputed, chains = recorded_recomputed_rows(monkeypatch), recorded_grad_calls(monkeypatch)
     shared = functools.partial(steps.fused_loss, critic_calls="shared")
     ref_d, ref_g, _, _ = separate_grads(G, D, losses.get_loss("hinge"), real, z, rng_seed=0)
+    del chains[:]
     got_d, got_g, _, _ = single_loss_grads(shared, G, D, losses.get_loss("hinge"), real, z, 0)
     assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
     assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
-    assert calls == ([beyond] if beyond and not conv else [])
+    params = len(list(D.parameters()))
+    if not conv:
+        assert recomputed == ([beyond] if beyond else []) and chains == [1] * bool(beyond)
+    elif beyond == BATCH:
+        assert recomputed == [] and chains == [1]  # input chain only
+    elif 2 * beyond <= BATCH:
+        assert recomputed == ([beyond] if beyond else [])
+        assert chains == [params + 1] + [1] * bool(beyond)  # one chain, then the recomputed rows
+    else:
+        assert recomputed == [] and chains == [params, 1]
 
 
 def test_packed_critic_shares_its_forward_by_recomputing_every_row(monkeypatch):

@@ -29,9 +29,10 @@ Critic calls (`critic_calls`) are arranged as:
   So the output side lets only u_D = ∂L_D/∂D(G(z)) into D (D's parameters get exactly ∇L_D) and
   keeps u_G = ∂L_G/∂D(G(z)); the input side rescales each arriving J_iᵀu_D,i by u_G,i / u_D,i into
   G's J_iᵀu_G,i. Rows where u_D,i vanishes (a hinge critic beyond its margin) get J_iᵀu_G,i from
-  a backward seeded with u_G,i instead (`_shared_terms`: recomputed for small critics, a second
-  chain over a kept graph for convolutional ones). Same gradients as "separate", to rounding,
-  with one critic forward, one G forward and one backward: the post's saving in full.
+  a backward seeded with u_G,i instead (`_shared_terms`: those rows recomputed, or, for a
+  convolutional critic with most rows beyond, a second chain over a kept graph). Same
+  gradients as "separate", to rounding, with one critic forward, one G forward and one
+  backward: the post's saving in full.
 """
 
 from __future__ import annotations
@@ -154,13 +155,15 @@ class _GradientLink:
 
     def __init__(self, D: nn.Module, x: Tensor, rows_independent: bool):
         self.D, self.x, self.redo_all = D, x, not rows_independent
+        self.n = 0  # rows of the last `set`
         self.ratio: Tensor | None = None
         self.redo: Tensor | None = None  # indices of the rows to recompute; None: none
         self.u_g: Tensor | None = None
 
     def set(self, u_g: Tensor, u_d: Tensor) -> None:
         """Ratios where |u_D,i| > √(smallest normal float) and D gives one number a sample."""
-        n, self.redo, self.u_g = u_d.shape[0], None, None
+        self.n = n = u_d.shape[0]
+        self.redo = self.u_g = None
         if self.redo_all or u_d.numel() != n:
             self.ratio, self.redo, self.u_g = torch.zeros_like(u_d), torch.arange(n), u_g
             return
@@ -171,6 +174,11 @@ class _GradientLink:
         valid = u_d.abs() > tiny
         self.ratio = torch.where(valid, u_g, 0) / torch.where(valid, u_d, 1)
         self.redo, self.u_g = (~valid).reshape(n).nonzero().reshape(-1), u_g
+
+    def mostly_rescaled(self) -> bool:
+        """At most half the rows lack a ratio: recomputing those rows (a forward and a backward
+        of that many) costs less than a second backward chain over all of them."""
+        return self.redo is None or 2 * self.redo.numel() <= self.n
 
     def scale(self, grad: Tensor) -> Tensor:
         """Row i of `grad` times u_G,i / u_D,i (0 on rows without a ratio)."""
@@ -204,10 +212,14 @@ class _NestedSharedCall(torch.autograd.Function):
     """(y_D, y_G) = D(x) computed once on a graph of its own and returned twice: gradients
     reaching y_D (u_D) go to D's parameters only, those reaching y_G (u_G) go to x only.
 
-    Backward: when the link has a ratio for every row, one chain seeded with u_D gives the
-    parameter gradient and J_iᵀu_D,i, rescaled to J_iᵀu_G,i; otherwise a parameter chain seeded
-    with u_D and an input chain seeded with u_G, both over the kept inner graph (no forward is
-    recomputed). The inner graph lives as long as the outer one, which may be run twice.
+    Backward, by the rows that have a ratio (`_GradientLink`):
+    - all or most: one chain over the kept inner graph seeded with u_D gives the parameter
+      gradient and J_iᵀu_D,i, rescaled to J_iᵀu_G,i; the few rows without a ratio recomputed;
+    - fewer than half: a parameter chain seeded with u_D and an input chain seeded with u_G,
+      both over the kept graph (no forward is recomputed);
+    - none because u_D is zero (a hinge critic with every fake beyond its margin): the input
+      chain alone, as a zero seed gives the parameters a zero gradient.
+    The inner graph lives as long as the outer one, which may be run twice.
     """
 
     @staticmethod
@@ -224,14 +236,16 @@ class _NestedSharedCall(torch.autograd.Function):
     def backward(ctx, u_d: Tensor, u_g: Tensor):
         y, x_leaf, params, link = ctx.graph
         link.set(u_g, u_d)
-        if x_leaf.requires_grad and params and link.redo is None:
+        none = (None,) * len(params)
+        want_params, want_x = bool(params) and bool(u_d.any()), x_leaf.requires_grad
+        if want_params and want_x and link.mostly_rescaled():
             *grad_params, grad_x = torch.autograd.grad(y, [*params, x_leaf], u_d,
                                                        retain_graph=True, materialize_grads=True)
-            return (None, None, link.scale(grad_x), *grad_params)
+            return (None, None, link.rescale(grad_x), *grad_params)
         grad_params = torch.autograd.grad(y, params, u_d, retain_graph=True,
-                                          materialize_grads=True) if params else ()
+                                          materialize_grads=True) if want_params else none
         grad_x = (torch.autograd.grad(y, x_leaf, u_g, retain_graph=True)[0]
-                  if x_leaf.requires_grad else None)
+                  if want_x else None)
         return (None, None, grad_x, *grad_params)
 
 
@@ -283,8 +297,8 @@ def _shared_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Te
       graph, `_SplitSeeds` at its output and a gradient hook on G(z); rows without a ratio are
       recomputed.
     - convolutional (compute-bound): D(x_r) on its own, so the real images need no input
-      gradient, and `_NestedSharedCall` on G(z), whose rows without a ratio take a second
-      backward chain over the kept graph instead of a recomputed forward.
+      gradient, and `_NestedSharedCall` on G(z), which recomputes rows without a ratio only
+      when they are few, and otherwise runs a second backward chain over its kept graph.
     """
     fake = G(z)
     fake_ng = fake.detach()
