@@ -18,8 +18,9 @@ is the alternating/fused ratio of the medians.
 A large `--batch` (e.g. 2048 for mlp-2d) shows the compute-bound ratio, where fixed per-step
 overheads no longer count. `--warmup STEPS` first trains the pair that many fused steps on the
 fixed batch, so the timing starts from a critic that separates the batches (a hinge critic then
-puts fake logits beyond its margin, where the shared critic forward needs a second backward
-chain for a convolutional critic and recomputes those rows for an MLP one).
+puts fake logits beyond its margin, where the shared critic forward recomputes those rows, or
+for a convolutional critic with most rows beyond runs a backward chain seeded with the G loss's
+gradient; see `steps._NestedSharedCall`).
 """
 
 from __future__ import annotations
