@@ -118,9 +118,11 @@ def parameters_frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def critic_outputs(D: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    """(D(real), D(fake)), from one call on the concatenation when `is_per_sample(D)`."""
-    if not is_per_sample(D):
+def critic_outputs(D: nn.Module, real: Tensor, fake: Tensor, *,
+                   per_sample: bool | None = None) -> tuple[Tensor, Tensor]:
+    """(D(real), D(fake)), from one call on the concatenation when `is_per_sample(D)` (or
+    `per_sample`, when the caller has looked already)."""
+    if not (is_per_sample(D) if per_sample is None else per_sample):
         return D(real), D(fake)
     out = D(torch.cat([real, fake]))
     return out[: real.shape[0]], out[real.shape[0]:]
@@ -270,14 +272,15 @@ def _auto_calls(traits: _CriticTraits) -> str:
 
 
 def _terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tensor, *,
-           frozen_critic: bool) -> _Terms:
+           frozen_critic: bool, per_sample: bool | None = None) -> _Terms:
     """L_D(D, G_ng) and L_G from one G forward, critic calls in the order the module gives.
 
     `frozen_critic`: L_G = L_G(D_ng, G) with stopped real logits; else L_G(D, G).
+    `per_sample`: `is_per_sample(D)` if known (see `critic_outputs`).
     """
     fake = G(z)
     fake_ng = fake.detach()
-    d_real, d_fake_ng = critic_outputs(D, real, fake_ng)
+    d_real, d_fake_ng = critic_outputs(D, real, fake_ng, per_sample=per_sample)
     d_loss, penalty = critic_loss(D, loss, real, fake_ng, d_real, d_fake_ng)
     if frozen_critic:
         with parameters_frozen(D):
@@ -330,7 +333,7 @@ def _fused_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Ten
                             "leave it at 'auto' to choose automatically")
     if critic_calls == "shared":
         return _shared_terms(G, D, loss, real, z, traits)
-    return _terms(G, D, loss, real, z, frozen_critic=True)
+    return _terms(G, D, loss, real, z, frozen_critic=True, per_sample=traits.per_sample)
 
 
 def _single_loss(t: _Terms) -> Tensor:
