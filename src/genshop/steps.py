@@ -239,7 +239,10 @@ class _NestedSharedCall(torch.autograd.Function):
         y, x_leaf, params, link = ctx.graph
         link.set(u_g, u_d)
         none = (None,) * len(params)
-        want_params, want_x = bool(params) and bool(u_d.any()), x_leaf.requires_grad
+        # an all-zero seed (a hinge critic with every fake row beyond its margin) gives zero
+        # parameter gradients: skip that chain; u_D has no zero where every row has a ratio
+        want_params = bool(params) and (link.redo is None or bool(u_d.any()))
+        want_x = x_leaf.requires_grad
         if want_params and want_x and link.mostly_rescaled():
             *grad_params, grad_x = torch.autograd.grad(y, [*params, x_leaf], u_d,
                                                        retain_graph=True, materialize_grads=True)
