@@ -33,6 +33,17 @@ def test_dry_run_applies_recipe_then_user_options(capsys):
     assert dry_run(capsys, "--no-batch-norm", "--step", "fused")["step"] == "fused"
 
 
+def test_fused_runs_take_the_recipes_part_for_their_step(capsys):
+    """The 2-D recipes slow the generator down for the (simultaneous) fused step only."""
+    fused = dry_run(capsys, "--data", "ring8", "--step", "fused")
+    assert fused["lr_g"] == 5e-4 != RECIPES["ring8"]["lr_g"] == 1e-3 == fused["lr_d"]
+    assert dry_run(capsys, "--data", "grid25")["lr_g"] == 1e-3  # alternating: the plain recipe
+    typed = dry_run(capsys, "--data", "ring8", "--step", "fused", "--lr-g", "2e-3")
+    assert typed["lr_g"] == 2e-3  # the user's option beats both parts of the recipe
+    assert "by_step" not in fused
+    assert resolve_config(GanConfig, {"data": "mnist", "step": "fused"}, RECIPES).lr_g == 1e-4
+
+
 def test_recipe_does_not_override_an_explicit_default_value():
     config = resolve_config(GanConfig, {"data": "ring8", "threads": 0}, RECIPES)
     assert config.threads == 0 and RECIPES["ring8"]["threads"] == 1

@@ -81,8 +81,14 @@ class GanConfig(RunConfig):
                               "(lazy regularisation of StyleGAN2)")
 
 
+BY_STEP = "by_step"  # recipe key: step kind -> overrides for runs with that step
+
 # --- GAN recipes: data set -> overrides applied when the user did not set the option ----------
 # (helper H4 tunes the ring8 / grid25 entries with the mode benchmark; keep this one block)
+# The fused step updates both nets from one point (simultaneous): with lr_g = lr_d = 1e-3 about a
+# third of the ring runs collapse; a generator at half the critic's rate (two time-scales)
+# found every mode in all 8 runs of a sweep (ring8, hinge/nsgan/lsgan/rahinge, seeds 0-1).
+FUSED_2D = {"lr_g": 5e-4}
 RECIPES: dict[str, dict[str, Any]] = {
     # tuned with `genshop bench modes` (helper H4): ReLU MLPs 3×128, z ∈ ℝ², Adam 1e-3
     # (β 0.5, 0.999), batch 256, lazy R1 γ = 0.1 every 4 steps, EMA 0.999 of G; 1 thread.
@@ -90,10 +96,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the HQ share at this budget; EMA 0.9995 lost modes. The ring needs 7k steps, the grid 9k.
     "ring8": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
               "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 7000,
-              "threads": 1},
+              "threads": 1, BY_STEP: {"fused": FUSED_2D}},
     "grid25": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
                "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 9000,
-               "threads": 1},
+               "threads": 1, BY_STEP: {"fused": FUSED_2D}},
 }
 # --- end of GAN recipes -----------------------------------------------------------------------
 
@@ -125,10 +131,12 @@ def user_options(args: argparse.Namespace, cls: type[RunConfig]) -> dict[str, An
 
 def resolve_config(cls: type[C], user: dict[str, Any],
                    recipes: dict[str, dict[str, Any]] | None = None) -> C:
-    """Dataclass defaults, then the recipe of the chosen data set, then the user's options."""
+    """Dataclass defaults, then the recipe of the chosen data set (and its `by_step` part for
+    the chosen step, if any), then the user's options."""
     data = user.get("data", cls.data)
-    recipe = (recipes or {}).get(data, {})
-    return from_dict(cls, {**recipe, **user})
+    recipe = dict((recipes or {}).get(data, {}))
+    for_step = recipe.pop(BY_STEP, {}).get(user.get("step", getattr(cls, "step", None)), {})
+    return from_dict(cls, {**recipe, **for_step, **user})
 
 
 def from_dict(cls: type[C], values: dict[str, Any]) -> C:

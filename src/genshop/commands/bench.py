@@ -302,9 +302,11 @@ def measured_table(title: str, rows: Sequence[Row], recipe: dict[str, Any]):
                  "CPU-s is process CPU time of one training run (engine included).")
 
 
-def recipe_summary(data: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The options that shape training (config.RECIPES[data] with the overrides applied)."""
-    config = gan_config(data, "nsgan", "alternating", 0, Path("."), overrides)
+def recipe_summary(data: str, overrides: dict[str, Any] | None = None,
+                   step: str = "alternating") -> dict[str, Any]:
+    """The options that shape training with `step` (config.RECIPES[data], its part for that
+    step, then the overrides)."""
+    config = gan_config(data, "nsgan", step, 0, Path("."), overrides)
     keys = ("steps", "batch_size", "latent_dim", "width", "depth", "activation", "lr_g",
             "lr_d", "beta1", "beta2", "ema", "pack", "r1", "r1_every", "lr_schedule",
             "threads")
@@ -374,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise BadInputError(f"--steps must be >= 1, got {args.steps}")
         overrides["steps"] = args.steps
-    recipe = recipe_summary(args.data, overrides)
+    recipe = {kind: recipe_summary(args.data, overrides, kind) for kind in kinds}
     out = bench_folder(args)
 
     rows = run_rows(args.data, losses, kinds, range(args.seeds), out / "runs", overrides,
