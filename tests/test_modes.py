@@ -121,15 +121,33 @@ def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path
     from genshop import cli
 
     argv = ["bench", "modes", "--data", "grid25", "--losses", "nsgan", "--step-kinds",
-            "alternating", "--steps", "3", "--seeds", "1", "--best", "0", "--out", str(tmp_path)]
+            "alternating,fused", "--steps", "3", "--seeds", "1", "--best", "0", "--set",
+            "width=8", "--set", "activation=leaky_relu", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
     (folder,) = tmp_path.iterdir()
     page = (folder / "index.html").read_text()
     assert "PacGAN Table 1, grid25" in page and "VEEGAN Table 1, grid25" in page
     assert "<td>24.6</td>" in page  # VEEGAN's grid modes
-    runs = json.loads((folder / "results.json").read_text())["runs"]
-    assert [(r["loss"], r["step"], r["seed"]) for r in runs] == [("nsgan", "alternating", 0)]
+    results = json.loads((folder / "results.json").read_text())
+    assert [(r["loss"], r["step"], r["seed"]) for r in results["runs"]] == [
+        ("nsgan", "alternating", 0), ("nsgan", "fused", 0)]
+    recipe = results["recipe"]  # per step kind: the fused one's generator is slower
+    assert recipe["alternating"]["lr_g"] == 1e-3 and recipe["fused"]["lr_g"] == 5e-4
+    assert recipe["fused"]["width"] == 8 and recipe["fused"]["activation"] == "leaky_relu"
+    config = json.loads((folder / "runs" / "nsgan-fused-s0" / "config.json").read_text())
+    assert config["width"] == 8 and config["lr_g"] == 5e-4
     assert str(folder / "index.html") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("item, message", [("width", "OPTION=VALUE"),
+                                           ("colour=red", "unknown option"),
+                                           ("lr_g=fast", "lr_g must be float")])
+def test_bench_cli_rejects_bad_overrides_before_training(item, message, capsys, tmp_path):
+    from genshop import cli
+
+    argv = ["bench", "modes", "--losses", "nsgan", "--set", item, "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err and not any(tmp_path.iterdir())
 
 
 def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):

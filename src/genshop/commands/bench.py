@@ -171,7 +171,7 @@ class Task:
         saved = {k: v for k, v in read_config_json(self.out).items() if k != "family"}
         if saved != dataclasses.asdict(config):
             raise BadInputError(f"{self.out} was trained with another config than this "
-                                "benchmark's; resume with the same recipe and --steps")
+                                "benchmark's; resume with the same recipe, --steps and --set")
         done = json.loads((self.out / DONE).read_text())
         return score_run(config, done["cpu_seconds"], done["diverged"])
 
@@ -346,10 +346,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run")
     p.add_argument("--resume", type=Path, default=None, metavar="BENCH_DIR",
                    help="continue an interrupted benchmark in its folder: finished runs are "
-                        "scored again, not retrained (same data, losses, recipe and --steps)")
+                        "scored again, not retrained (same data, losses, recipe, --steps and "
+                        "--set)")
     p.add_argument("--jobs", type=int, default=1,
                    help="training runs at once, in worker processes of one torch thread each "
                         "(results equal --jobs 1)")
+    p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                   help="override a recipe option of every run, e.g. lr_g=1e-3 (repeatable; "
+                        "names as in config.json)")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """["lr_g=1e-3", "activation=relu"] -> {"lr_g": 0.001, "activation": "relu"}: JSON values,
+    else the text; `gan_config` checks names and types."""
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise BadInputError(f"--set takes OPTION=VALUE, got {item!r}")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
 
 
 def parse_names(text: str, valid: Sequence[str], kind: str) -> list[str]:
@@ -371,7 +390,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.best_seeds < args.seeds or args.best < 0 or args.jobs < 1:
         raise BadInputError("need --seeds >= 1, --best >= 0, --best-seeds >= --seeds and "
                             "--jobs >= 1")
-    overrides = {}
+    overrides = parse_overrides(args.set)
+    for kind in kinds:  # names and types, before any run starts
+        gan_config(args.data, losses[0], kind, 0, Path("."), overrides)
     if args.steps is not None:
         if args.steps < 1:
             raise BadInputError(f"--steps must be >= 1, got {args.steps}")
