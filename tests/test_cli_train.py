@@ -34,10 +34,11 @@ def test_dry_run_applies_recipe_then_user_options(capsys):
 
 
 def test_fused_runs_take_the_recipes_part_for_their_step(capsys):
-    """The 2-D recipes slow the generator down for the (simultaneous) fused step only."""
+    """The ring's recipe slows the generator down for the (simultaneous) fused step only."""
     fused = dry_run(capsys, "--data", "ring8", "--step", "fused")
     assert fused["lr_g"] == 5e-4 != RECIPES["ring8"]["lr_g"] == 1e-3 == fused["lr_d"]
-    assert dry_run(capsys, "--data", "grid25")["lr_g"] == 1e-3  # alternating: the plain recipe
+    assert dry_run(capsys, "--data", "ring8")["lr_g"] == 1e-3  # alternating: the plain recipe
+    assert dry_run(capsys, "--data", "grid25", "--step", "fused")["lr_g"] == 1e-3  # no fused part
     typed = dry_run(capsys, "--data", "ring8", "--step", "fused", "--lr-g", "2e-3")
     assert typed["lr_g"] == 2e-3  # the user's option beats both parts of the recipe
     assert "by_step" not in fused

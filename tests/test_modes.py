@@ -120,14 +120,14 @@ def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path
 
     from genshop import cli
 
-    argv = ["bench", "modes", "--data", "grid25", "--losses", "nsgan", "--step-kinds",
+    argv = ["bench", "modes", "--data", "ring8", "--losses", "nsgan", "--step-kinds",
             "alternating,fused", "--steps", "3", "--seeds", "1", "--best", "0", "--set",
             "width=8", "--set", "activation=leaky_relu", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
     (folder,) = tmp_path.iterdir()
     page = (folder / "index.html").read_text()
-    assert "PacGAN Table 1, grid25" in page and "VEEGAN Table 1, grid25" in page
-    assert "<td>24.6</td>" in page  # VEEGAN's grid modes
+    assert "PacGAN Table 1, ring8" in page and "VEEGAN Table 1, ring8" in page
+    assert "<td>52.9</td>" in page  # VEEGAN's ring HQ %
     results = json.loads((folder / "results.json").read_text())
     assert [(r["loss"], r["step"], r["seed"]) for r in results["runs"]] == [
         ("nsgan", "alternating", 0), ("nsgan", "fused", 0)]
