@@ -157,15 +157,13 @@ class _GradientLink:
 
     def __init__(self, D: nn.Module, x: Tensor, rows_independent: bool):
         self.D, self.x, self.redo_all = D, x, not rows_independent
-        self.n = 0  # rows of the last `set`
         self.ratio: Tensor | None = None
         self.redo: Tensor | None = None  # indices of the rows to recompute; None: none
         self.u_g: Tensor | None = None
 
     def set(self, u_g: Tensor, u_d: Tensor) -> None:
         """Ratios where |u_D,i| > √(smallest normal float) and D gives one number a sample."""
-        self.n = n = u_d.shape[0]
-        self.redo = self.u_g = None
+        n, self.redo, self.u_g = u_d.shape[0], None, None
         if self.redo_all or u_d.numel() != n:
             self.ratio, self.redo, self.u_g = torch.zeros_like(u_d), torch.arange(n), u_g
             return
@@ -180,7 +178,7 @@ class _GradientLink:
     def mostly_rescaled(self) -> bool:
         """At most half the rows lack a ratio: recomputing those rows (a forward and a backward
         of that many) costs less than a second backward chain over all of them."""
-        return self.redo is None or 2 * self.redo.numel() <= self.n
+        return self.redo is None or 2 * self.redo.numel() <= self.ratio.shape[0]
 
     def scale(self, grad: Tensor) -> Tensor:
         """Row i of `grad` times u_G,i / u_D,i (0 on rows without a ratio)."""
@@ -238,7 +236,6 @@ class _NestedSharedCall(torch.autograd.Function):
     def backward(ctx, u_d: Tensor, u_g: Tensor):
         y, x_leaf, params, link = ctx.graph
         link.set(u_g, u_d)
-        none = (None,) * len(params)
         # an all-zero seed (a hinge critic with every fake row beyond its margin) gives zero
         # parameter gradients: skip that chain; u_D has no zero where every row has a ratio
         want_params = bool(params) and (link.redo is None or bool(u_d.any()))
@@ -247,8 +244,9 @@ class _NestedSharedCall(torch.autograd.Function):
             *grad_params, grad_x = torch.autograd.grad(y, [*params, x_leaf], u_d,
                                                        retain_graph=True, materialize_grads=True)
             return (None, None, link.rescale(grad_x), *grad_params)
-        grad_params = torch.autograd.grad(y, params, u_d, retain_graph=True,
-                                          materialize_grads=True) if want_params else none
+        grad_params = (torch.autograd.grad(y, params, u_d, retain_graph=True,
+                                           materialize_grads=True)
+                       if want_params else (None,) * len(params))
         grad_x = (torch.autograd.grad(y, x_leaf, u_g, retain_graph=True)[0]
                   if want_x else None)
         return (None, None, grad_x, *grad_params)

@@ -391,12 +391,11 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("need --seeds >= 1, --best >= 0, --best-seeds >= --seeds and "
                             "--jobs >= 1")
     overrides = parse_overrides(args.set)
-    for kind in kinds:  # names and types, before any run starts
-        gan_config(args.data, losses[0], kind, 0, Path("."), overrides)
     if args.steps is not None:
         if args.steps < 1:
             raise BadInputError(f"--steps must be >= 1, got {args.steps}")
         overrides["steps"] = args.steps
+    # resolving each step kind's recipe checks --set's names and types before any run starts
     recipe = {kind: recipe_summary(args.data, overrides, kind) for kind in kinds}
     out = bench_folder(args)
 
