@@ -226,10 +226,11 @@ def params(net: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in net.parameters()]
 
 
-@pytest.mark.parametrize("spec", ["rsgan", "wgan", "nsgan"])
-def test_fused_step_is_a_simultaneous_sgd_step(spec):
+@pytest.mark.parametrize("kind", ["plain", "bn+dropout"])  # shared / separate critic calls
+@pytest.mark.parametrize("spec", ["rsgan", "wgan", "nsgan", "hinge"])
+def test_fused_step_is_a_simultaneous_sgd_step(spec, kind):
     loss = losses.get_loss(spec)
-    G, D = nets("bn+dropout")
+    G, D = nets(kind)
     real, z = batch()
     ref_d, ref_g, ref_value, _ = separate_grads(G, D, loss, real, z, rng_seed=2)
     d0, g0 = params(D), params(G)
@@ -243,6 +244,28 @@ def test_fused_step_is_a_simultaneous_sgd_step(spec):
     assert out["d_loss"] == pytest.approx(float(ref_value), abs=TOL)
     assert set(out) >= {"d_loss", "g_loss", "d_real", "d_fake"}
     assert ("gp" in out) == (spec == "wgan")
+
+
+@pytest.mark.parametrize("kind", ["plain", "bn+dropout"])
+@pytest.mark.parametrize("spec", ["hinge", "wgan"])
+def test_fused_step_equals_a_backward_of_fused_loss_bit_for_bit(spec, kind):
+    """fused_step's two-root backward gives what `fused_loss(...).backward()` gives, exactly."""
+    loss = losses.get_loss(spec)
+    G, D = nets(kind)
+    real, z = batch()
+    moved = []
+    for by_step in (True, False):
+        G1, D1 = copy.deepcopy(G), copy.deepcopy(D)
+        opt = steps.fused_optimizer(G1, D1, torch.optim.Adam, lr_d=1e-3, lr_g=5e-4)
+        torch.manual_seed(7)  # the same dropout masks and penalty points
+        if by_step:
+            steps.fused_step(G1, D1, loss, opt, real, z)
+        else:
+            steps.fused_loss(G1, D1, loss, real, z).backward()
+            opt.step()
+        moved.append(params(D1) + params(G1))
+    assert max_diff(moved[0], moved[1]) == 0.0
+    assert max_diff(moved[0], params(D) + params(G)) > 1e-4
 
 
 def test_fused_step_reports_the_g_loss_value():
@@ -396,6 +419,20 @@ def test_gradient_link_ratio_only_for_one_nonvanishing_output_a_sample():
     packed = steps._GradientLink(PackedCritic(critic("plain"), 2), x, rows_independent=False)
     packed.set(u_g, f64([[0.5], [-0.25]]))
     assert packed.redo.tolist() == [0, 1] and torch.equal(packed.u_g, u_g)
+
+
+def test_critic_traits_follow_changes_after_the_first_look():
+    """What a class says is looked up once per class; what an instance is (training flag,
+    spectral-norm hook or parametrization added later) is read on every call."""
+    D = critic("plain")
+    assert steps.is_per_sample(D)
+    nn.utils.spectral_norm(D[0])  # hook version on an nn.Linear, a class already looked up
+    assert not steps.is_per_sample(D) and steps.is_per_sample(D.eval())
+    D2 = critic("plain")
+    assert steps.is_per_sample(D2)
+    nn.utils.parametrizations.spectral_norm(D2[-1])
+    assert not steps.is_per_sample(D2) and steps.is_per_sample(D2.eval())
+    assert not steps.is_per_sample(D2.train())
 
 
 def recorded_recomputed_rows(monkeypatch) -> list[int]:

@@ -79,8 +79,13 @@ def _first_line(fn: Callable) -> str:
 
 
 def _logits(real_out: Tensor, fake_out: Tensor) -> tuple[Tensor, Tensor]:
-    """Flatten (B,) / (B, 1) / (B, …) critic outputs to 1-D."""
-    return real_out.reshape(-1), fake_out.reshape(-1)
+    """Flatten (B,) / (B, 1) / (B, …) critic outputs to 1-D (1-D ones as they are: a reshape
+    would still record a view and its backward node, a measurable cost on the 2-D nets)."""
+    return _flat(real_out), _flat(fake_out)
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x if x.dim() == 1 else x.reshape(-1)
 
 
 def _paired(r: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
