@@ -10,3 +10,25 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def straight_and_resumed(tmp_path, config_class, steps: int, cut: int, **options):
+    """Train `steps` steps straight into tmp_path/a, and `cut` steps then a resume to `steps`
+    into tmp_path/b; return both checkpoints (dicts)."""
+    from genshop.engine import train
+
+    def config(n: int, out: str):
+        return config_class(**options, steps=n, out=str(tmp_path / out))
+
+    train(config(steps, "a"), progress=False)
+    train(config(cut, "b"), progress=False)
+    train(config(steps, "b"), resume=True, progress=False)
+    return [torch.load(tmp_path / r / "checkpoint.pt", weights_only=True) for r in "ab"]
+
+
+def assert_same_models(a: dict, b: dict) -> None:
+    """Two checkpoints hold bit-identical model weights."""
+    assert a["models"].keys() == b["models"].keys()
+    for net, weights in a["models"].items():
+        for k, v in weights.items():
+            assert torch.equal(v, b["models"][net][k]), (net, k)

@@ -10,9 +10,10 @@ import torch
 
 import genshop
 from genshop.cli import main
-from genshop.config import RECIPES, GanConfig, resolve_config
-from genshop.engine import fit
-from genshop.errors import DataError
+from genshop.config import RunConfig, resolve_config, to_json
+from genshop.engine import configure
+from genshop.errors import BadInputError, DataError
+from genshop.families.gan import RECIPES, GanConfig
 from genshop.runs import load_run
 
 SMALL = ["--width", "8", "--depth", "1", "--batch-size", "32", "--threads", "1",
@@ -30,19 +31,19 @@ def test_dry_run_applies_recipe_then_user_options(capsys):
     assert config["width"] == 16  # typed by the user: beats the recipe
     assert config["steps"] == RECIPES["grid25"]["steps"] != GanConfig.steps  # from the recipe
     assert config["lr_g"] == RECIPES["grid25"]["lr_g"]
-    assert dry_run(capsys, "--no-batch-norm", "--step", "fused")["step"] == "fused"
+    assert dry_run(capsys, "--no-batch-norm", "--update", "fused")["update"] == "fused"
 
 
 def test_fused_runs_take_the_recipes_part_for_their_step(capsys):
     """The ring's recipe slows the generator down for the (simultaneous) fused step only."""
-    fused = dry_run(capsys, "--data", "ring8", "--step", "fused")
+    fused = dry_run(capsys, "--data", "ring8", "--update", "fused")
     assert fused["lr_g"] == 5e-4 != RECIPES["ring8"]["lr_g"] == 1e-3 == fused["lr_d"]
     assert dry_run(capsys, "--data", "ring8")["lr_g"] == 1e-3  # alternating: the plain recipe
-    assert dry_run(capsys, "--data", "grid25", "--step", "fused")["lr_g"] == 1e-3  # no fused part
-    typed = dry_run(capsys, "--data", "ring8", "--step", "fused", "--lr-g", "2e-3")
+    assert dry_run(capsys, "--data", "grid25", "--update", "fused")["lr_g"] == 1e-3  # no fused part
+    typed = dry_run(capsys, "--data", "ring8", "--update", "fused", "--lr-g", "2e-3")
     assert typed["lr_g"] == 2e-3  # the user's option beats both parts of the recipe
-    assert "by_step" not in fused
-    assert resolve_config(GanConfig, {"data": "mnist", "step": "fused"}, RECIPES).lr_g == 1e-4
+    assert "by_update" not in fused
+    assert resolve_config(GanConfig, {"data": "mnist", "update": "fused"}, RECIPES).lr_g == 1e-4
 
 
 def test_recipe_does_not_override_an_explicit_default_value():
@@ -50,18 +51,45 @@ def test_recipe_does_not_override_an_explicit_default_value():
     assert config.threads == 0 and RECIPES["ring8"]["threads"] == 1
 
 
-def test_fit_is_the_python_twin_of_the_command(tmp_path):
-    result = fit("gan", steps=3, width=8, depth=1, batch_size=16, out=str(tmp_path / "r"))
+def test_train_is_the_python_twin_of_the_command(tmp_path, capsys):
+    config = configure("gan", steps=3, width=8, depth=1, batch_size=16, out=str(tmp_path / "r"))
+    assert main(["train", "gan", "--steps", "3", "--width", "8", "--depth", "1",
+                 "--batch-size", "16", "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(to_json(config, "gan"))
+    result = genshop.train(config, progress=False)
     run = load_run(result.run_dir)
-    assert run.step == 3 and run.config.threads == RECIPES["ring8"]["threads"]
+    assert result.step == run.step == 3 and not result.interrupted
+    assert run.config.threads == RECIPES["ring8"]["threads"]
     assert run.config.lr_g == RECIPES["ring8"]["lr_g"] and run.config.width == 8
-    assert run.sample(7).shape == (7, 2)
+    torch.testing.assert_close(result.sample(7, seed=1), run.sample(7, seed=1), rtol=0, atol=0)
+
+
+def test_the_engine_writes_data_and_the_report_command_draws_the_page(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    genshop.train(configure("gan", steps=4, width=8, depth=1, batch_size=16, log_every=2,
+                            sample_every=2, out=str(run_dir)), progress=False)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json",
+                                                         "metrics.jsonl", "samples"]
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "d_lo')  # a line torn by a kill
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "index.html").read_text()
+    assert "Last logged step (4)" in page and "samples/step_0000004.png" in page
+    assert str(run_dir / "index.html") in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "none")]) == 2
+    assert main(["report", str(tmp_path)]) == 2  # a folder that is no run
+    assert "config.json is missing" in capsys.readouterr().err
+
+
+def test_train_needs_a_family_config(tmp_path):
+    with pytest.raises(BadInputError, match="is no family's config"):
+        genshop.train(RunConfig(out=str(tmp_path)), progress=False)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--loss", "nosuch"], "unknown loss 'nosuch'; choose one of: .*rasgan"),
     (["--data", "ring9"], "unknown data set 'ring9'; choose one of: grid25, mnist, ring8"),
-    (["--step", "both"], "invalid choice: 'both' \\(choose from '?alternating'?, '?fused'?\\)"),
+    (["--update", "both"], "invalid choice: 'both' \\(choose from '?alternating'?, '?fused'?\\)"),
 ])
 def test_bad_names_fail_in_one_line_with_the_choices(capsys, argv, message):
     try:

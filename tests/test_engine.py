@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from genshop import checkpoint
-from genshop.config import GanConfig, from_dict, read_config_json
+from genshop.config import from_dict, read_config_json
 from genshop.data import get_dataset
 from genshop.engine import CHECKPOINT, _seed_everything, lr_factor, train
 from genshop.errors import DataError, TrainingDiverged
 from genshop.families import StepInput
-from genshop.families.gan import GanFamily
-from genshop.report import image_grid
+from genshop.families.gan import GanConfig, GanFamily
+from genshop.plots import image_grid
 
 TINY = {"width": 8, "depth": 1, "batch_size": 32, "log_every": 5, "sample_every": 0,
         "checkpoint_every": 1000, "threads": 1}
@@ -52,8 +52,8 @@ def assert_states_equal(a, b):
 
 @pytest.mark.parametrize("step", ["alternating", "fused"])
 def test_resumed_run_equals_straight_run_bitwise(tmp_path, step):
-    options = {"step": step, "loss": "rasgan", "ema": 0.9}
-    run = functools.partial(train, GanFamily, progress=False, evaluate=sample_mean)
+    options = {"update": step, "loss": "rasgan", "ema": 0.9}
+    run = functools.partial(train, progress=False, evaluate=sample_mean)
     run(tiny(tmp_path / "straight", steps=100, **options))
     run(tiny(tmp_path / "split", steps=50, **options))
     assert load_state(tmp_path / "split")["step"] == 50
@@ -67,7 +67,7 @@ def test_resumed_run_equals_straight_run_bitwise(tmp_path, step):
                for run in ("straight", "split")]
     assert metrics[0] == metrics[1] and [m["step"] for m in metrics[0]] == list(range(5, 101, 5))
     assert len({m["sample_mean"] for m in metrics[0]}) == 20  # evaluated at every logged step
-    train(GanFamily, tiny(tmp_path / "plain", steps=100, **options), progress=False)
+    train(tiny(tmp_path / "plain", steps=100, **options), progress=False)
     assert_states_equal(load_state(tmp_path / "plain")["models"], a["models"])  # eval is inert
 
 
@@ -79,8 +79,8 @@ def sample_mean(step: int, net: torch.nn.Module) -> dict[str, float]:
 
 
 def test_a_different_seed_gives_a_different_run(tmp_path):
-    train(GanFamily, tiny(tmp_path / "a", steps=3), progress=False)
-    train(GanFamily, tiny(tmp_path / "b", steps=3, seed=1), progress=False)
+    train(tiny(tmp_path / "a", steps=3), progress=False)
+    train(tiny(tmp_path / "b", steps=3, seed=1), progress=False)
     wa, wb = (load_state(tmp_path / r)["models"]["G"] for r in "ab")
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)
 
@@ -90,9 +90,9 @@ def test_ema_is_the_decayed_average_of_the_weights(tmp_path):
     config = tiny(tmp_path / "r", steps=2, ema=decay, lr_g=1e-2)
     _seed_everything(config.seed)
     theta0 = GanFamily(config, get_dataset("ring8"), torch.device("cpu")).G.state_dict()
-    train(GanFamily, tiny(tmp_path / "r1", steps=1, ema=decay, lr_g=1e-2), progress=False)
+    train(tiny(tmp_path / "r1", steps=1, ema=decay, lr_g=1e-2), progress=False)
     theta1 = load_state(tmp_path / "r1")["models"]["G"]
-    train(GanFamily, config, progress=False)
+    train(config, progress=False)
     state = load_state(tmp_path / "r")
     theta2, ema = state["models"]["G"], state["ema"]
     for k in theta0:
@@ -116,7 +116,8 @@ class NanAtStep7(GanFamily):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"d_loss = nan at step 7.*step 5"):
-        train(NanAtStep7, tiny(tmp_path / "r", steps=20, checkpoint_every=5), progress=False)
+        train(tiny(tmp_path / "r", steps=20, checkpoint_every=5), progress=False,
+              family=NanAtStep7)
     assert load_state(tmp_path / "r")["step"] == 5
 
 
@@ -135,7 +136,7 @@ class InterruptAtStep4(GanFamily):
 
 
 def test_ctrl_c_checkpoints_and_returns(tmp_path):
-    result = train(InterruptAtStep4, tiny(tmp_path / "r", steps=50), progress=False)
+    result = train(tiny(tmp_path / "r", steps=50), progress=False, family=InterruptAtStep4)
     assert result.interrupted and result.step == 4
     assert load_state(tmp_path / "r")["step"] == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -143,11 +144,11 @@ def test_ctrl_c_checkpoints_and_returns(tmp_path):
 
 def test_interrupted_cosine_run_resumes_on_the_same_schedule(tmp_path):
     def config(out):
-        return tiny(out, steps=12, lr_schedule="cosine", step="fused")
+        return tiny(out, steps=12, lr_schedule="cosine", update="fused")
 
-    assert train(InterruptAtStep4, config(tmp_path / "cut"), progress=False).step == 4
-    train(GanFamily, config(tmp_path / "cut"), resume=True, progress=False)
-    train(GanFamily, config(tmp_path / "straight"), progress=False)
+    assert train(config(tmp_path / "cut"), progress=False, family=InterruptAtStep4).step == 4
+    train(config(tmp_path / "cut"), resume=True, progress=False)
+    train(config(tmp_path / "straight"), progress=False)
     cut, straight = load_state(tmp_path / "cut"), load_state(tmp_path / "straight")
     for key in ("models", "optimizers", "rng"):
         assert_states_equal(cut[key], straight[key])
@@ -178,8 +179,8 @@ def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
     assert first[2] == again[2] and torch.equal(first[3], again[3])
 
 
-@pytest.mark.parametrize("step", [["--step", "fused"],
-                                  ["--step", "alternating", "--d-steps", "2"]],
+@pytest.mark.parametrize("step", [["--update", "fused"],
+                                  ["--update", "alternating", "--d-steps", "2"]],
                          ids=["fused", "alternating-2-critic-steps"])
 def test_two_process_run_matches_one_process_run(tmp_path, step):
     """torchrun with 2 gloo processes, half of each global batch each, equals one process."""
@@ -195,7 +196,7 @@ def test_two_process_run_matches_one_process_run(tmp_path, step):
     saved = read_config_json(tmp_path / "ddp")
     del saved["family"]
     same = from_dict(GanConfig, {**saved, "out": str(tmp_path / "one")})  # the recipe included
-    train(GanFamily, same, progress=False)
+    train(same, progress=False)
     ddp, one = load_state(tmp_path / "ddp"), load_state(tmp_path / "one")
     _seed_everything(0)
     init = GanFamily(same, get_dataset("ring8"), torch.device("cpu"))
@@ -212,7 +213,7 @@ class FakeImages:
 @pytest.mark.parametrize("step", ["alternating", "fused"])
 def test_gan_family_trains_dcgan_nets_on_images(step):
     torch.manual_seed(0)
-    config = GanConfig(step=step, latent_dim=4, width=4, spectral_norm=True, lr_d=1e-2)
+    config = GanConfig(update=step, latent_dim=4, width=4, spectral_norm=True, lr_d=1e-2)
     family = GanFamily(config, FakeImages(), torch.device("cpu"))
     before = [p.clone() for p in family.D.parameters()]
     losses = family.train_step(StepInput(torch.rand(6, 1, 28, 28), torch.Generator()))
@@ -238,7 +239,7 @@ def test_lr_factor_constant_cosine_and_linear():
 
 
 def test_cosine_schedule_sets_every_group_from_its_initial_rate(tmp_path):
-    train(GanFamily, tiny(tmp_path, steps=8, step="fused", lr_d=2e-3, lr_g=1e-3,
+    train(tiny(tmp_path, steps=8, update="fused", lr_d=2e-3, lr_g=1e-3,
                           lr_schedule="cosine"), progress=False)
     groups = load_state(tmp_path)["optimizers"]["opt"]["param_groups"]
     last = lr_factor("cosine", 7, 8)  # the rate used by the 8th (last) step
@@ -247,7 +248,7 @@ def test_cosine_schedule_sets_every_group_from_its_initial_rate(tmp_path):
 
 
 def test_samples_figure_draws_points_over_the_data_and_images_as_a_grid():
-    from genshop.report import samples_figure
+    from genshop.plots import samples_figure
 
     points, data = torch.randn(50, 3), torch.randn(20, 3)
     ax = samples_figure(points, "p", reference=data).axes[0]

@@ -16,9 +16,10 @@ import scipy.stats
 import torch
 from torch.autograd.functional import jacobian
 
+from genshop.engine import configure, train
 from genshop.errors import BadInputError
 from genshop.families import get_family
-from genshop.families.flow import FlowFamily, train_flow
+from genshop.families.flow import FlowFamily
 from genshop.flows import AffineCoupling, ExpmLinear, Flow, gaussian_baseline_nll
 
 F64 = torch.float64
@@ -206,8 +207,9 @@ def test_engine_training_beats_the_gaussian_baseline_on_ring8(tmp_path):
 
     assert get_family("flow") is FlowFamily
     run = tmp_path / "run"
-    flow = train_flow(run, data="ring8", steps=150, batch_size=128, lr=2e-3, blocks=3,
-                      hidden=32, sample_every=0, log_every=10)
+    config = configure("flow", data="ring8", steps=150, batch_size=128, lr=2e-3, blocks=3,
+                       hidden=32, sample_every=0, log_every=10, out=str(run))
+    flow = train(config, progress=False).net
     nll = [json.loads(line)["nll"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     ring = get_dataset("ring8")
     test = ring.sample(2000, torch.Generator().manual_seed(1))

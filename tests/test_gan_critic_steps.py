@@ -3,14 +3,13 @@
 
 import pytest
 import torch
+from conftest import assert_same_models, straight_and_resumed
 
 from genshop import steps
-from genshop.config import GanConfig
 from genshop.data import get_dataset
-from genshop.engine import train
 from genshop.errors import BadInputError
 from genshop.families import StepInput
-from genshop.families.gan import GanFamily
+from genshop.families.gan import GanConfig, GanFamily
 
 RING = get_dataset("ring8")
 
@@ -34,15 +33,12 @@ def test_d_steps_updates_the_critic_on_each_fresh_batch_then_both_nets(r1):
     # by hand: critic updates on points 0-15 and 16-31, then the usual step on 32-47
     noise = torch.Generator().manual_seed(2)
     opt_d, opt_g = ref.optimizers()["opt_d"], ref.optimizers()["opt_g"]
-    for chunk in (real[:16], real[16:32]):
-        if ref._r1:
-            ref._r1.real = chunk
-        steps.critic_step(ref.G, ref.D, ref.loss, opt_d, chunk, torch.randn(16, 2, generator=noise))
-    if ref._r1:
-        ref._r1.real = real[32:]
+    for chunk in (real[:16], real[16:32]):  # R1 (r1_every = 1) on every critic update
+        steps.critic_step(ref.G, ref.D, ref.loss, opt_d, chunk, torch.randn(16, 2, generator=noise),
+                          r1=r1)
     expected = steps.alternating_step(ref.G, ref.D, ref.loss, opt_d, opt_g, real[32:],
                                       torch.randn(16, 2, generator=noise),
-                                      torch.randn(16, 2, generator=noise))
+                                      torch.randn(16, 2, generator=noise), r1=r1)
     assert out["d_loss"] == expected["d_loss"] and out["g_loss"] == expected["g_loss"]
     for a, b in ((net.G, ref.G), (net.D, ref.D)):
         for p, q in zip(a.parameters(), b.parameters(), strict=True):
@@ -64,21 +60,15 @@ def test_d_steps_of_one_is_the_plain_alternating_step():
 
 
 def test_d_steps_needs_the_alternating_step_and_a_positive_count():
-    with pytest.raises(BadInputError, match="--d-steps > 1 needs --step alternating"):
-        family(d_steps=2, step="fused")
-    with pytest.raises(BadInputError, match="d_steps = 0"):
+    with pytest.raises(BadInputError, match="--d-steps > 1 needs --update alternating"):
+        family(d_steps=2, update="fused")
+    with pytest.raises(BadInputError, match=r"option d_steps \(--d-steps\) must be >= 1, got 0"):
         family(d_steps=0)
 
 
 def test_engine_draws_d_steps_batches_and_resumes_exactly(tmp_path):
     options = {"width": 8, "depth": 1, "batch_size": 16, "threads": 1, "log_every": 1,
                "sample_every": 0, "loss": "wgan", "d_steps": 3}
-    train(GanFamily, GanConfig(**options, steps=6, out=str(tmp_path / "a")), progress=False)
-    train(GanFamily, GanConfig(**options, steps=3, out=str(tmp_path / "b")), progress=False)
-    train(GanFamily, GanConfig(**options, steps=6, out=str(tmp_path / "b")), resume=True,
-          progress=False)
-    a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True) for r in "ab")
-    for net in ("G", "D"):
-        for k, v in a["models"][net].items():
-            assert torch.equal(v, b["models"][net][k]), (net, k)
+    a, b = straight_and_resumed(tmp_path, GanConfig, 6, 3, **options)
+    assert_same_models(a, b)
     assert a["optimizers"]["opt_d"]["state"][0]["step"] == 18  # 6 steps × 3 critic updates

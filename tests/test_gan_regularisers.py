@@ -4,15 +4,16 @@ import json
 
 import pytest
 import torch
+from conftest import assert_same_models, straight_and_resumed
 from torch import nn
 
 from genshop import steps
-from genshop.config import GanConfig
 from genshop.data import get_dataset
 from genshop.engine import train
 from genshop.errors import BadInputError
-from genshop.families.gan import GanFamily, PackedCritic, R1Penalty, build_nets
-from genshop.losses import get_loss
+from genshop.families import StepInput
+from genshop.families.gan import GanConfig, GanFamily, PackedCritic, build_nets
+from genshop.losses import get_loss, r1_penalty
 from genshop.nets import Critic, mlp_pair
 
 RING = get_dataset("ring8")
@@ -63,39 +64,51 @@ def test_fused_step_stays_exact_with_a_packed_critic():
 
 
 @pytest.mark.parametrize("pack", [1, 3])
-def test_r1_of_a_linear_critic_is_half_gamma_w_squared(pack):
-    """D(x) = w·x + b has ∇ₓD = w for every sample or pack: (γ/2)·‖w‖² whatever the batch."""
+def test_r1_of_a_linear_critic_is_half_w_squared(pack):
+    """D(x) = w·x + b has ∇ₓD = w for every sample or pack: ½·‖w‖² whatever the batch."""
     w = [0.5, -1.0, 2.0, 0.0, 1.5, 1.0][: 2 * pack]
     D = linear_critic(2 * pack, w)
     D = PackedCritic(D, pack) if pack > 1 else D
-    value = R1Penalty(D, gamma=4.0).penalty(torch.randn(6 * pack, 2))
-    assert value.item() == pytest.approx(2.0 * sum(v * v for v in w), rel=1e-6)
+    value = r1_penalty(D, torch.randn(6 * pack, 2))
+    assert value.item() == pytest.approx(0.5 * sum(v * v for v in w), rel=1e-6)
 
 
-def test_r1_hook_adds_the_penalty_gradient_before_the_step():
-    torch.manual_seed(2)
-    _, D = mlp_pair(2, 16, 2)
-    real = torch.randn(64, 2)
-    r1 = R1Penalty(D, gamma=10.0)
-    params = list(D.parameters())
-    expected = torch.autograd.grad(D(real).mean() + r1.penalty(real), params,
-                                   allow_unused=True, materialize_grads=True)
-    opt = torch.optim.SGD(params, lr=0.0)
-    opt.register_step_pre_hook(r1)
-    r1.real = real
-    opt.zero_grad()
-    D(real).mean().backward()
-    opt.step()
-    for p, e in zip(params, expected, strict=True):
-        torch.testing.assert_close(p.grad, e, rtol=1e-5, atol=1e-7)
-    assert r1.last == pytest.approx(r1.penalty(real).item(), rel=1e-5) and r1.last > 0
+@pytest.mark.parametrize("update", ["alternating", "fused"])
+def test_lazy_r1_weighs_every_kth_critic_update_by_k_gamma(update):
+    """The family's steps equal the steps called by hand with r1 = k·γ on updates 0, k, 2k, …
+    and 0 between (bit for bit), and differ from R1 on every update."""
+    def family(r1_every: int) -> GanFamily:
+        torch.manual_seed(0)
+        config = GanConfig(width=8, depth=1, batch_size=16, threads=1, r1=0.5,
+                           r1_every=r1_every, update=update, lr_d=1e-2, lr_g=1e-2)
+        return GanFamily(config, RING, torch.device("cpu"))
+
+    lazy, by_hand, eager = family(3), family(3), family(1)
+    opts = by_hand.optimizers()
+    for t in range(5):
+        real = RING.sample(16, torch.Generator().manual_seed(t))
+        for net in (lazy, eager):
+            net.train_step(StepInput(real, torch.Generator().manual_seed(100 + t)))
+        noise = StepInput(real, torch.Generator().manual_seed(100 + t))
+        weight = 1.5 if t % 3 == 0 else 0.0
+        if update == "fused":
+            steps.fused_step(by_hand.G, by_hand.D, by_hand.loss, opts["opt"], real,
+                             noise.normal(2), r1=weight)
+        else:
+            steps.alternating_step(by_hand.G, by_hand.D, by_hand.loss, opts["opt_d"],
+                                   opts["opt_g"], real, noise.normal(2), noise.normal(2),
+                                   r1=weight)
+    for p, q in zip(lazy.D.parameters(), by_hand.D.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert not all(torch.equal(p, e) for p, e in zip(lazy.D.parameters(),
+                                                    eager.D.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("step", ["alternating", "fused"])
 def test_family_trains_with_pack_and_r1_and_logs_the_penalty(tmp_path, step):
     config = GanConfig(width=8, depth=1, batch_size=32, steps=5, log_every=5, sample_every=0,
-                       threads=1, pack=4, r1=1.0, step=step, out=str(tmp_path))
-    train(GanFamily, config, progress=False)
+                       threads=1, pack=4, r1=1.0, update=step, out=str(tmp_path))
+    train(config, progress=False)
     record = (tmp_path / "metrics.jsonl").read_text().splitlines()[-1]
     assert '"r1": ' in record and '"step": 5' in record
     _, D = build_nets(config, RING)
@@ -106,47 +119,19 @@ def test_pack_must_divide_the_batch(tmp_path):
     config = GanConfig(width=8, depth=1, batch_size=30, steps=2, pack=4, sample_every=0,
                        threads=1, out=str(tmp_path))
     with pytest.raises(BadInputError, match="--batch-size 30 must be a multiple of --pack 4"):
-        train(GanFamily, config, progress=False)
+        train(config, progress=False)
     with pytest.raises(BadInputError, match="multiple of 4, got 6"):  # any other batch
         PackedCritic(linear_critic(8, [1.0] * 8), 4)(torch.zeros(6, 2))
-
-
-def test_lazy_r1_adds_k_times_the_gradient_on_every_kth_step_only():
-    torch.manual_seed(3)
-    _, D = mlp_pair(2, 16, 2)
-    real = torch.randn(32, 2)
-    params = list(D.parameters())
-    full = torch.autograd.grad(R1Penalty(D, 1.0).penalty(real), params, allow_unused=True,
-                               materialize_grads=True)
-    opt = torch.optim.Adam(params, lr=0.0)
-    lazy = R1Penalty(D, 1.0, every=3)
-    lazy.real = real
-    opt.register_step_pre_hook(lazy)
-    added = []
-    for _ in range(4):
-        opt.zero_grad()
-        for p in params:
-            p.grad = torch.zeros_like(p)
-        opt.step()
-        added.append([p.grad.clone() for p in params])
-    for step, grads in enumerate(added):
-        factor = 3.0 if step % 3 == 0 else 0.0
-        for g, f in zip(grads, full, strict=True):
-            torch.testing.assert_close(g, factor * f, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("step", ["alternating", "fused"])
 def test_resume_with_lazy_r1_equals_a_straight_run(tmp_path, step):
     options = {"width": 8, "depth": 1, "batch_size": 32, "log_every": 1, "sample_every": 0,
-               "threads": 1, "r1": 1.0, "r1_every": 4, "step": step}
-    train(GanFamily, GanConfig(**options, steps=10, out=str(tmp_path / "a")), progress=False)
-    train(GanFamily, GanConfig(**options, steps=5, out=str(tmp_path / "b")), progress=False)
-    train(GanFamily, GanConfig(**options, steps=10, out=str(tmp_path / "b")), resume=True,
-          progress=False)
-    a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=False) for r in "ab")
-    for net in ("G", "D"):
-        for k, v in a["models"][net].items():
-            assert torch.equal(v, b["models"][net][k]), (net, k)
+               "threads": 1, "r1": 1.0, "r1_every": 4, "update": step}
+    assert_same_models(*straight_and_resumed(tmp_path, GanConfig, 10, 5, **options))
     logged = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == list(range(1, 11))
-    assert "r1" not in logged[5] and "r1" in logged[8]  # resumed at step 5; R1 ran at step 9
+    straight = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    drop_rate = [{k: v for k, v in r.items() if k != "it_per_s"} for r in logged]
+    assert drop_rate == [{k: v for k, v in r.items() if k != "it_per_s"} for r in straight]
+    assert all("r1" in r for r in logged)  # the latest penalty, also right after the resume

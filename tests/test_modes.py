@@ -120,7 +120,7 @@ def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path
 
     from genshop import cli
 
-    argv = ["bench", "modes", "--data", "ring8", "--losses", "nsgan", "--step-kinds",
+    argv = ["bench", "modes", "--data", "ring8", "--losses", "nsgan", "--updates",
             "alternating,fused", "--steps", "3", "--seeds", "1", "--best", "0", "--set",
             "width=8", "--set", "activation=leaky_relu", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
@@ -129,9 +129,9 @@ def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path
     assert "PacGAN Table 1, ring8" in page and "VEEGAN Table 1, ring8" in page
     assert "<td>52.9</td>" in page  # VEEGAN's ring HQ %
     results = json.loads((folder / "results.json").read_text())
-    assert [(r["loss"], r["step"], r["seed"]) for r in results["runs"]] == [
+    assert [(r["loss"], r["update"], r["seed"]) for r in results["runs"]] == [
         ("nsgan", "alternating", 0), ("nsgan", "fused", 0)]
-    recipe = results["recipe"]  # per step kind: the fused one's generator is slower
+    recipe = results["recipe"]  # per update rule: the fused one's generator is slower
     assert recipe["alternating"]["lr_g"] == 1e-3 and recipe["fused"]["lr_g"] == 5e-4
     assert recipe["fused"]["width"] == 8 and recipe["fused"]["activation"] == "leaky_relu"
     config = json.loads((folder / "runs" / "nsgan-fused-s0" / "config.json").read_text())
@@ -141,7 +141,7 @@ def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path
 
 @pytest.mark.parametrize("item, message", [("width", "OPTION=VALUE"),
                                            ("colour=red", "unknown option"),
-                                           ("lr_g=fast", "lr_g must be float")])
+                                           ("lr_g=fast", "lr_g (--lr-g) must be float")])
 def test_bench_cli_rejects_bad_overrides_before_training(item, message, capsys, tmp_path):
     from genshop import cli
 
@@ -151,7 +151,7 @@ def test_bench_cli_rejects_bad_overrides_before_training(item, message, capsys, 
 
 
 def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
-    from genshop.commands.bench import Row, run_rows, table_rows
+    from genshop.experiments.modes import Row, run_rows, table_rows
 
     tiny = {"steps": 20, "batch_size": 32, "width": 16, "depth": 2}
     rows = run_rows("ring8", ["nsgan"], ["alternating", "fused"], [0], tmp_path, tiny)
@@ -167,7 +167,8 @@ def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
 
 
 def test_jobs_run_in_worker_processes_and_equal_one_process(tmp_path):
-    from genshop.commands.bench import Task, run_tasks
+    from genshop.experiments import run_tasks
+    from genshop.experiments.modes import Task, describe
 
     tiny = {"steps": 5, "batch_size": 32, "width": 16, "depth": 2}
 
@@ -176,7 +177,7 @@ def test_jobs_run_in_worker_processes_and_equal_one_process(tmp_path):
 
     lines: list[str] = []
     parallel = run_tasks([task("nsgan", 0, "p"), task("lsgan", 1, "p")], jobs=2,
-                         progress=lines.append)
+                         progress=lambda run: lines.append(describe(run)))
     (serial,) = run_tasks([task("lsgan", 1, "s")], jobs=1)
     assert len(lines) == 2 and all("CPU-s" in line for line in lines)
     assert [(r.loss, r.seed) for r in parallel] == [("nsgan", 0), ("lsgan", 1)]
@@ -187,8 +188,9 @@ def test_jobs_run_in_worker_processes_and_equal_one_process(tmp_path):
 
 
 def test_resumed_task_is_scored_again_not_retrained(tmp_path):
-    from genshop.commands.bench import DONE, Task
     from genshop.errors import BadInputError
+    from genshop.experiments import DONE
+    from genshop.experiments.modes import Task
 
     tiny = {"steps": 5, "batch_size": 32, "width": 16, "depth": 2}
     task = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", tiny)
@@ -210,7 +212,7 @@ def test_resumed_task_is_scored_again_not_retrained(tmp_path):
     (7, 95.0, "does not hold"),   # a lost mode fails even with a better HQ share
 ])
 def test_single_loss_quality_rule_is_two_sided(fused_modes, fused_hq, status):
-    from genshop.commands.bench import Row, ToyRun
+    from genshop.experiments.modes import Row, ToyRun
     from genshop.metrics.modes import ModeScores
     from genshop.sections.modes import quality_verdict
 

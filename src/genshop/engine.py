@@ -10,7 +10,8 @@ module owns the rest:
   snapshots (scatter PNG for points, image grid for images) every `sample_every` steps;
 * learning rates follow `config.lr_schedule` (constant or cosine), set from the step each time;
 * EMA of the family's sampler: θ_ema ← d·θ_ema + (1 − d)·θ after each step (buffers copied);
-* `index.html` at the end (config, metric curves, last snapshots: `report.write_run_page`);
+* it writes data only (`config.json`, `metrics.jsonl`, checkpoints, snapshot PNGs, laid out as
+  `genshop.runs` names them); the run's HTML page is drawn by its caller (`genshop report`);
 * atomic checkpoints (`genshop.checkpoint`) every `checkpoint_every` steps and at the end, with
   models, optimisers, EMA, step and every RNG state, so `resume=True` continues bit for bit;
 * a NaN/Inf loss raises `TrainingDiverged` before anything is saved (the last good checkpoint
@@ -44,26 +45,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from genshop import checkpoint
 from genshop.config import RunConfig, resolve_config, save_config
 from genshop.data import get_dataset
 from genshop.errors import BadInputError, TrainingDiverged
-from genshop.families import Family, StepInput, get_family, share
+from genshop.families import Family, StepInput, family_of, get_family, share
+from genshop.plots import samples_figure, save_figure
+from genshop.runs import CHECKPOINT, METRICS, SAMPLES, Run, read_metrics
 from genshop.threads import torch_threads
 
 Evaluate = Callable[[int, nn.Module], dict[str, float]]
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 SNAPSHOT_COUNT = 1000
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    step: int
-    interrupted: bool
-    rank: int = 0
 
 
 @dataclass
@@ -156,6 +150,7 @@ def _state(family: Family, ema: _Ema | None, step: int, config: RunConfig,
             "models": {k: m.state_dict() for k, m in family.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in family.optimizers().items()},
             "ema": ema.net.state_dict() if ema else None,
+            "family_state": family.extra_state(),
             "rng": checkpoint.rng_states(generator)}
 
 
@@ -165,6 +160,7 @@ def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
         m.load_state_dict(state["models"][k])
     for k, o in family.optimizers().items():
         o.load_state_dict(state["optimizers"][k])
+    family.load_extra_state(state.get("family_state", {}))
     if ema is not None:
         ema.net.load_state_dict(state["ema"] if state["ema"] is not None
                                 else family.sampler().state_dict())
@@ -207,20 +203,18 @@ def inference(net: nn.Module) -> Iterator[None]:
 
 def _snapshot(family: Family, net: nn.Module, dataset: Any, train_set: Tensor, step: int,
               path: Path, seed: int) -> None:
-    from genshop.report import samples_figure, save_figure
-
     with inference(net):
         x = family.sample(net, SNAPSHOT_COUNT, torch.Generator().manual_seed(seed)).cpu()
     reference = train_set[:SNAPSHOT_COUNT].cpu() if dataset.kind == "points" else None
     save_figure(samples_figure(x, f"step {step}", reference), path)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint being resumed."""
+def _truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint being resumed (and any torn line)."""
+    path = run_dir / METRICS
     if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines()
-                 if ln.strip() and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in lines))
+        kept = [r for r in read_metrics(run_dir) if r["step"] <= step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _all_finite_and_stop(losses: dict[str, float], stop: bool, d: _Dist) -> tuple[bool, bool]:
@@ -232,25 +226,30 @@ def _all_finite_and_stop(losses: dict[str, float], stop: bool, d: _Dist) -> tupl
     return bool(flags[0] == 0), bool(flags[1] > 0)
 
 
-def fit(family: str, *, progress: bool = False, **options: Any) -> TrainResult:
-    """Python twin of `genshop train FAMILY --option value ...`: defaults, recipe, then options.
+def configure(family: str, **options: Any) -> RunConfig:
+    """The config of a `family` run: its defaults, then its recipe for the chosen data set, then
+    `options` (the fields of its config class), exactly as `genshop train FAMILY --option ...`.
 
-    E.g. `fit("gan", data="ring8", loss="rasgan", step="fused", steps=2000, out="runs/x")`;
-    then `genshop.runs.load_run(result.run_dir).sample(n)`.
+    E.g. `configure("gan", data="ring8", loss="rasgan", update="fused", steps=2000,
+    out="runs/x")`; then `genshop.train(config)`.
     """
     cls = get_family(family)
-    return train(cls, resolve_config(cls.config_class, options, cls.recipes), progress=progress)
+    return resolve_config(cls.config_class, options, cls.recipes)
 
 
-def train(family_cls: type[Family], config: RunConfig, resume: bool = False,
-          progress: bool = True, evaluate: Evaluate | None = None) -> TrainResult:
-    """Train `family_cls` with `config` into `config.out` (see the module docstring).
+def train(config: RunConfig, *, resume: bool = False, progress: bool = True,
+          evaluate: Evaluate | None = None, family: type[Family] | None = None) -> Run:
+    """Train the family of `config` into the run directory `config.out`: the one way to start
+    a run (see the module docstring). Returns the finished (or Ctrl-C-interrupted) `Run`, whose
+    `sample(n)` draws from the trained sampler (its EMA copy when EMA is on).
 
     `evaluate(step, sampler)`, if given, runs on the main process at every logged step with the
-    net that samples (the EMA copy when EMA is on; eval mode, no autograd); its numbers join that
-    step's metrics.jsonl line. It must leave the global RNG alone (use its own
-    `torch.Generator`) so that a resumed run still equals an uninterrupted one.
+    net that samples (eval mode, no autograd); its numbers join that step's metrics.jsonl line.
+    It must leave the global RNG alone (use its own `torch.Generator`) so that a resumed run
+    still equals an uninterrupted one. `family` overrides the registered family of the config's
+    class (a subclass that injects faults in tests, say).
     """
+    family_cls = family or family_of(config)
     d = _init_distributed(config.device)
     if config.batch_size % d.world_size:
         raise BadInputError(f"batch size {config.batch_size} does not split over "
@@ -269,7 +268,7 @@ def train(family_cls: type[Family], config: RunConfig, resume: bool = False,
 
 
 def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: bool, d: _Dist,
-           ckpt_path: Path, evaluate: Evaluate | None) -> TrainResult:
+           ckpt_path: Path, evaluate: Evaluate | None) -> Run:
     run_dir = ckpt_path.parent
     _seed_everything(config.seed)
     device = _device(config)
@@ -288,7 +287,7 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, family.name, run_dir)
         if resume:
-            _truncate_metrics(run_dir / METRICS, step)
+            _truncate_metrics(run_dir, step)
     train_set = dataset.training_set(seed=config.seed).to(device)
     loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate)
     return loop.run(step, progress)
@@ -306,9 +305,7 @@ class _Loop:
     run_dir: Path
     evaluate: Evaluate | None = None
 
-    def run(self, step: int, progress: bool) -> TrainResult:
-        from tqdm.auto import tqdm
-
+    def run(self, step: int, progress: bool) -> Run:
         cfg, stop = self.config, _StopRequest()
         last_saved = step if step else None
         bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and self.d.is_main),
@@ -335,20 +332,16 @@ class _Loop:
                 if step % cfg.checkpoint_every == 0 or stopping:
                     last_saved = self._save(step)
                 if stopping:
-                    self._page()
-                    return TrainResult(self.run_dir, step, True, self.d.rank)
+                    return self._result(step, interrupted=True)
         if last_saved != step:
             self._save(step)
         if not cfg.sample_every or step % cfg.sample_every:
             self._snapshot(step)
-        self._page()
-        return TrainResult(self.run_dir, step, False, self.d.rank)
+        return self._result(step, interrupted=False)
 
-    def _page(self) -> None:
-        if self.d.is_main:
-            from genshop.report import write_run_page
-
-            write_run_page(self.run_dir)
+    def _result(self, step: int, interrupted: bool) -> Run:
+        net = self.ema.net if self.ema else self.family.sampler()
+        return Run(self.run_dir, self.config, self.family, net.eval(), step, interrupted)
 
     def _input(self) -> StepInput:
         n = self.config.batch_size
@@ -383,7 +376,7 @@ class _Loop:
         if self.d.is_main:
             net = self.ema.net if self.ema else self.family.sampler()
             _snapshot(self.family, net, self.dataset, self.train_set, step,
-                      self.run_dir / "samples" / f"step_{step:07d}.png", self.config.seed)
+                      self.run_dir / SAMPLES / f"step_{step:07d}.png", self.config.seed)
 
     def _save(self, step: int) -> int:
         if self.d.is_main:

@@ -1,26 +1,38 @@
-"""The HTML report every command that writes a run uses: tables and PNG plots, viewable offline."""
+"""HTML pages of the lab: the tour's report, benchmark pages and a run directory's page.
+
+Tables and PNG plots, viewable offline. The library writes data only; these pages are drawn
+from it (`genshop report RUN_DIR` redraws a run's page at any time).
+"""
 
 from __future__ import annotations
 
 import html
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import numpy as np
-import torch
-
-matplotlib.use("Agg")
-
 from genshop.claims import CLAIMS, Verdict
+from genshop.config import read_config_json
+from genshop.plots import plt, save_figure
+from genshop.runs import SAMPLES, read_metrics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from genshop.tour import SectionOutcome, Table
+    from genshop.tour import SectionOutcome
+
+@dataclass
+class Table:
+    """A titled table of a page: column names, rows of values, a note under it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
@@ -34,16 +46,6 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 pre { background: #f7f7f7; padding: 0.5rem; overflow-x: auto; }
 """
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Write a matplotlib figure as PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def format_value(value: Any) -> str:
@@ -124,41 +126,8 @@ def write_page(path: Path, title: str, body: str) -> Path:
     return path
 
 
-def image_grid(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] → one (rows·H, cols·W) or (…, 3) array, 8 images a row."""
-    n, c, h, w = x.shape
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    grid = torch.zeros(rows * cols, c, h, w)
-    grid[:n] = x
-    grid = grid.view(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-    return grid[..., 0].numpy() if c == 1 else grid.numpy()
-
-
-def samples_figure(x: torch.Tensor, title: str, reference: torch.Tensor | None = None) -> Figure:
-    """Samples as a picture: points (N, d) as a scatter of the first two coordinates over the
-    `reference` data in grey, images (N, C, H, W) as a grid of the first 64."""
-    import matplotlib.pyplot as plt
-
-    if x.ndim == 2:
-        fig, ax = plt.subplots(figsize=(4, 4))
-        if reference is not None:
-            ax.scatter(*reference.T[:2], s=2, c="0.75", label="data")
-        ax.scatter(*x.T[:2], s=2, c="C3", label="samples")
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=7, markerscale=4)
-    else:
-        fig, ax = plt.subplots(figsize=(5, 5))
-        ax.imshow(image_grid(x[:64]), cmap="gray", vmin=0, vmax=1)
-        ax.axis("off")
-    ax.set_title(title)
-    return fig
-
-
 def metric_curves(records: Sequence[dict[str, Any]]) -> Figure:
     """One panel per logged quantity of metrics.jsonl against the step (it/s left out)."""
-    import matplotlib.pyplot as plt
-
     keys = [k for k in records[0] if k not in ("step", "it_per_s")]
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
@@ -176,24 +145,20 @@ def metric_curves(records: Sequence[dict[str, Any]]) -> Figure:
 
 
 def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
-    """`run_dir/index.html` of a training run: its config, metric curves, the last snapshots."""
-    import json
-
-    from genshop.tour import Table
-
-    config = json.loads((run_dir / "config.json").read_text())
+    """`run_dir/index.html` of a training run: its config, metric curves, the last snapshots.
+    A missing or corrupt config.json is a DataError; a torn last metrics line is skipped."""
+    run_dir = Path(run_dir)
+    config = read_config_json(run_dir)
     body = table_html(Table("Config", ["option", "value"], [[k, v] for k, v in config.items()]))
-    metrics = run_dir / "metrics.jsonl"
-    records = ([json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-               if metrics.is_file() else [])
+    records = read_metrics(run_dir)
     if records:
         last = records[-1]
         body += table_html(Table(f"Last logged step ({last['step']})", ["quantity", "value"],
                                  [[k, v] for k, v in last.items() if k != "step"]))
         save_figure(metric_curves(records), run_dir / "curves.png")
         body += "<h3>Curves</h3><img src='curves.png' alt='metric curves'>"
-    shots = sorted((run_dir / "samples").glob("step_*.png"))[-snapshots:]
+    shots = sorted((run_dir / SAMPLES).glob("step_*.png"))[-snapshots:]
     body += "".join(f"<h3>Samples at {html.escape(p.stem)}</h3>"
-                    f"<img src='samples/{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
+                    f"<img src='{SAMPLES}/{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
                     for p in shots)
     return write_page(run_dir / "index.html", f"genshop run: {run_dir.name}", body)

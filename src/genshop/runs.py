@@ -1,14 +1,18 @@
-"""Load a trained run directory and sample from it: `load_run(RUN_DIR).sample(n)`.
+"""The run directory and the `Run` it holds: `load_run(RUN_DIR).sample(n)`.
 
 Serves every trained generator of the *Scientific Spaces* posts (GANs of kexue.fm archives 6016,
-6110, 6387; flows of 6377). The run is rebuilt from its `config.json` (which names the family)
-and `checkpoint.pt`; the EMA weights are used when the run kept them.
+6110, 6387; flows of 6377). A run directory holds `config.json` (the resolved config, naming
+its family), `checkpoint.pt`, `metrics.jsonl` (one JSON line per logged step) and `samples/`
+(snapshot pictures); `genshop report` adds `index.html`. A run is rebuilt from its config and
+checkpoint; the EMA weights are used when the run kept them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -16,20 +20,26 @@ from torch import Tensor, nn
 from genshop import checkpoint
 from genshop.config import RunConfig, from_dict, read_config_json
 from genshop.data import get_dataset
-from genshop.engine import CHECKPOINT
 from genshop.errors import BadInputError, DataError
 from genshop.families import Family, get_family
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples"
 
 
 @dataclass
 class Run:
-    """A trained run: its config, family, step and the net samples come from (eval mode)."""
+    """A trained run: its config, family, step and the net samples come from (eval mode);
+    `interrupted` when `genshop.train` returned early on Ctrl-C (resume to finish it)."""
 
     run_dir: Path
     config: RunConfig
     family: Family
     net: nn.Module
     step: int
+    interrupted: bool = False
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None) -> Tensor:
@@ -38,6 +48,23 @@ class Run:
             raise BadInputError(f"cannot draw {n} samples; ask for n >= 0")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return self.family.sample(self.net, n, generator).float().cpu()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of `metrics.jsonl` (none when it is missing); a torn or corrupt line (a run
+    killed while writing it) is skipped."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:

@@ -22,15 +22,8 @@ from typing import Any
 
 from genshop.claims import CLAIM_IDS, Verdict
 from genshop.registry import Registry
+from genshop.report import Table, write_report
 from genshop.threads import torch_threads
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
-    note: str = ""
 
 
 @dataclass
@@ -125,8 +118,6 @@ class TourOutcome:
 
 
 def run_tour(out_root: Path = Path("runs"), only: Sequence[str] = (), seed: int = 0) -> TourOutcome:
-    from genshop.report import write_report
-
     sections = discover()
     if only:
         sections = [SECTIONS.get(name) for name in only]

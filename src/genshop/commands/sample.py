@@ -9,6 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from genshop.errors import BadInputError
+from genshop.plots import samples_figure, save_figure
+from genshop.runs import load_run
+
 NAME = "sample"
 HELP = "draw samples from a trained run directory into a .npy file or a .png picture"
 
@@ -23,12 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from genshop.errors import BadInputError
-    from genshop.report import samples_figure, save_figure
-    from genshop.runs import load_run
-
     if args.out.suffix not in (".npy", ".png"):
         raise BadInputError(f"--out must end in .npy or .png, got {args.out}")
     run = load_run(args.run_dir, device=args.device)

@@ -1,16 +1,35 @@
 """`genshop train FAMILY ...`: train a model family with the one engine (`genshop.engine`).
 
-Options come from the family's config dataclass (`genshop.config`); a per-data-set recipe fills
-the options the user did not set. `--dry-run` prints the resolved config JSON; `--resume`
-continues the run in `--out` exactly where its checkpoint left it. Runs data-parallel under
-`torchrun --nproc_per_node N -m genshop train ...`.
+Options come from the family's config dataclass; the family's recipe for the chosen data set
+fills the options the user did not set (`genshop.configure`). `--dry-run` prints the resolved
+config JSON; `--resume` continues the run in `--out` exactly where its checkpoint left it. The
+run's page (`index.html`) is drawn at the end, also when training stops early. Runs
+data-parallel under `torchrun --nproc_per_node N -m genshop train ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from genshop.config import (
+    add_config_arguments,
+    from_dict,
+    read_config_json,
+    resolve_config,
+    to_json,
+    user_options,
+)
+from genshop.data import get_dataset
+from genshop.data.files import is_points_file
+from genshop.engine import train
+from genshop.errors import BadInputError
+from genshop.families import family_names, get_family
+from genshop.losses import get_loss
+from genshop.report import write_run_page
+from genshop.runs import CONFIG
 
 NAME = "train"
 HELP = "train a model (one sub-command per family, e.g. `genshop train gan`)"
@@ -20,9 +39,6 @@ RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "device",
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from genshop.config import add_config_arguments
-    from genshop.families import family_names, get_family
-
     sub = p.add_subparsers(dest="family", metavar="FAMILY", required=True,
                            parser_class=type(p))
     for name in family_names():
@@ -37,10 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genshop.config import resolve_config, to_json, user_options
-    from genshop.engine import train
-    from genshop.families import get_family
-
     cls = get_family(args.family)
     user = _absolute_data_path(user_options(args, cls.config_class))
     config = _resumed(cls, user) if args.resume else resolve_config(cls.config_class, user,
@@ -52,11 +64,16 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(to_json(config, cls.name))
         return 0
-    result = train(cls, config, resume=args.resume, progress=not args.quiet)
+    main_process = os.environ.get("RANK", "0") == "0"
+    try:
+        result = train(config, resume=args.resume, progress=not args.quiet)
+    finally:  # the page shows what there is, also after a divergence or a crash
+        if main_process and (Path(config.out) / CONFIG).is_file():
+            page = write_run_page(Path(config.out))
     status = "interrupted; resume with --resume" if result.interrupted else "done"
-    if result.rank == 0:
-        run_dir = Path(result.run_dir).resolve()
-        print(f"{status}: step {result.step} in {run_dir}\nreport: {run_dir / 'index.html'}")
+    if main_process:
+        print(f"{status}: step {result.step} in {result.run_dir.resolve()}\n"
+              f"report: {page.resolve()}")
     return 130 if result.interrupted else 0
 
 
@@ -74,9 +91,6 @@ def ema_warning(config) -> str | None:
 
 
 def _resumed(cls, user: dict):
-    from genshop.config import from_dict, read_config_json
-    from genshop.errors import BadInputError
-
     if "out" not in user:
         raise BadInputError("--resume needs --out RUN_DIR naming the run to continue")
     saved = read_config_json(Path(user["out"]))
@@ -96,8 +110,6 @@ def _resumed(cls, user: dict):
 def _absolute_data_path(user: dict) -> dict:
     """A points file is saved (and compared on --resume) by its absolute path, so the run
     loads from any directory."""
-    from genshop.data.files import is_points_file
-
     if is_points_file(user.get("data", "")):
         return {**user, "data": str(Path(user["data"]).resolve())}
     return user
@@ -105,10 +117,6 @@ def _absolute_data_path(user: dict) -> dict:
 
 def _check_names(config) -> None:
     """Unknown data or loss names fail before any work, with the valid choices."""
-    from genshop.data import get_dataset
-
     get_dataset(config.data)
     if hasattr(config, "loss"):
-        from genshop.losses import get_loss
-
         get_loss(config.loss)

@@ -17,7 +17,8 @@ are discovered, so adding `families/flow.py` needs no other edit). It declares
 * `sample(net, n, generator) -> Tensor`: n samples from `net` (the sampler or its EMA copy);
   N×d for points, N×C×H×W in [0, 1] for images;
 * optionally `real_batches()`: how many batches of `batch_size` points `inp.real` holds (1; the
-  GAN family asks for one per critic update).
+  GAN family asks for one per critic update), and `extra_state()` / `load_extra_state(state)`:
+  plain values a resumed run needs besides modules and optimisers (checkpointed with them).
 
 The engine owns everything else: data order, progress, metrics, snapshots, EMA, checkpoints,
 resume, divergence checks, and gradient averaging across processes (a step pre-hook on each
@@ -36,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from genshop.config import RunConfig
+from genshop.errors import BadInputError
 from genshop.registry import Registry
 
 
@@ -92,21 +94,29 @@ class Family(ABC):
         """Batches of `batch_size` real points one `StepInput` carries (concatenated)."""
         return 1
 
+    def extra_state(self) -> dict[str, Any]:
+        """Plain values besides modules and optimisers that a resumed run needs (checkpointed)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore what `extra_state` returned."""
+
 
 FAMILIES: Registry[type[Family]] = Registry("model family")
 
 
 def adam(params, lr: float = 1e-3, **options: Any) -> torch.optim.Adam:
-    """Adam with torch's fused kernel when every parameter is a float tensor on CPU or CUDA.
+    """Adam with torch's one-kernel implementation (its `fused=True`; no relation to the fused
+    single-loss step) when every parameter is a float tensor on CPU or CUDA.
 
-    On CPU torch otherwise runs one small op per parameter and moment; the fused kernel makes a
-    whole step of the 2-D GANs about 15 % faster (the update is the same up to rounding).
+    Otherwise torch runs one small op per parameter and moment, which dominates a step of the
+    small 2-D nets on a CPU; the update is the same up to rounding.
     `params` is an iterable of tensors or of parameter-group dicts, as for torch.optim.Adam.
     """
     params = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]
     tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
-    return torch.optim.Adam(params, lr=lr, fused=fused, **options)
+    one_kernel = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+    return torch.optim.Adam(params, lr=lr, fused=one_kernel, **options)
 
 
 def _discover() -> None:
@@ -118,6 +128,17 @@ def get_family(name: str) -> type[Family]:
     """The family class registered as `name`; an unknown name lists the valid ones."""
     _discover()
     return FAMILIES.get(name)
+
+
+def family_of(config: RunConfig) -> type[Family]:
+    """The family whose config class `config` is an instance of (exactly)."""
+    _discover()
+    for name in FAMILIES:
+        if type(config) is FAMILIES.get(name).config_class:
+            return FAMILIES.get(name)
+    raise BadInputError(f"{type(config).__name__} is no family's config; build one with "
+                        "genshop.configure(FAMILY, ...) for a family of "
+                        f"{', '.join(FAMILIES.names())}")
 
 
 def family_names() -> list[str]:

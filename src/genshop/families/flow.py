@@ -13,12 +13,11 @@ a batch mean of per-point terms, so the engine's averaged data-parallel gradient
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from genshop.config import RunConfig, from_dict, option
+from genshop.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, RunConfig, option
 from genshop.errors import BadInputError
 from genshop.families import Family, StepInput, adam, register
 from genshop.flows import Flow
@@ -28,16 +27,19 @@ from genshop.flows import Flow
 class FlowConfig(RunConfig):
     """A coupling flow of `blocks` × (ExpmLinear, affine coupling), trained by Adam."""
 
-    steps: int = option(3000, "number of training steps (the total, also when resuming)")
-    lr: float = option(1e-3, "Adam learning rate")
-    blocks: int = option(8, "number of (ExpmLinear, affine coupling) blocks")
-    hidden: int = option(128, "hidden units of each coupling's MLP")
-    max_log_scale: float = option(2.0, "bound c of each coupling's log-scale c·tanh(·)")
+    steps: int = option(3000, "number of training steps (the total, also when resuming)",
+                        valid=AT_LEAST_1)
+    lr: float = option(1e-3, "Adam learning rate", valid=POSITIVE)
+    blocks: int = option(8, "number of (ExpmLinear, affine coupling) blocks", valid=AT_LEAST_1)
+    hidden: int = option(128, "hidden units of each coupling's MLP", valid=AT_LEAST_1)
+    max_log_scale: float = option(2.0, "bound c of each coupling's log-scale c·tanh(·)",
+                                 valid=POSITIVE)
     lr_schedule: str = option("cosine", "learning rate over the run: constant, or cosine decay "
                                         "to 0 at --steps (the flow's default: it gains ~0.6 "
                                         "nats on ring8)", ("constant", "cosine"))
     clip: float = option(1.0, "largest gradient norm per step (0 = no clipping); sharp toy "
-                              "densities otherwise throw rare loss spikes that undo training")
+                              "densities otherwise throw rare loss spikes that undo training",
+                         valid=AT_LEAST_0)
 
 
 def build_flow(config: FlowConfig, dim: int) -> Flow:
@@ -80,12 +82,3 @@ class FlowFamily(Family):
     def sample(self, net: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:
         return net.sample(n, generator)
 
-
-def train_flow(out: Path, progress: bool = False, **options) -> Flow:
-    """Train a flow through the engine into `out` (options: FlowConfig fields) and load it
-    back with `genshop.load_run` (the EMA copy when `ema` > 0)."""
-    from genshop.engine import train
-    from genshop.runs import load_run
-
-    train(FlowFamily, from_dict(FlowConfig, {**options, "out": str(out)}), progress=progress)
-    return load_run(out).net

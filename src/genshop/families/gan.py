@@ -14,11 +14,11 @@ Two loss-independent options for the 2-D mode benchmark, both published remedies
   steps run unchanged; a pack of fakes whose points sit on one mode is easy to tell from a pack of
   m independent real points, which penalises mode collapse.
 * `r1` = γ (Mescheder, Geiger & Nowozin, ICML 2018, "Which training methods for GANs do actually
-  converge?"): the zero-centred penalty (γ/2)·E_{x ~ data} ‖∇ₓD(x)‖² on real data is added to
-  the critic's loss, for any loss and either step, by `R1Penalty`: a step pre-hook on the
-  optimiser holding D adds ∇_D of the penalty (at the same D as the loss gradient) to D's
-  gradient, so `genshop.steps` stays as it is. `r1_every` = k applies it lazily, k·γ on every
-  k-th step (Karras et al. 2020, StyleGAN2), for about a quarter of the cost at k = 4.
+  converge?"): the zero-centred penalty (γ/2)·E_{x ~ data} ‖∇ₓD(x)‖² on real data is a term of
+  the critic's loss (`genshop.losses.r1_penalty`, the steps' `r1=` weight), for any loss and
+  either update rule. `r1_every` = k applies it lazily, k·γ on every k-th critic update (Karras
+  et al. 2020, StyleGAN2, Sec. 3.1), which keeps its average weight at a quarter of the cost at
+  k = 4; the updates are counted by Adam's own state, so the schedule survives a resume.
 
 `d_steps` = k runs k critic updates per generator update (alternating step only), each on its
 own real batch and noise: the schedule of WGAN-GP (Gulrajani et al. 2017 use k = 5). The engine
@@ -28,17 +28,74 @@ hands over k batches at once (`real_batches`), so resume and data-parallel runs 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from genshop import steps
-from genshop.config import RECIPES, GanConfig
+from genshop.config import AT_LEAST_0, AT_LEAST_1, BY_UPDATE, FRACTION, POSITIVE, RunConfig, option
 from genshop.errors import BadInputError
 from genshop.families import Family, StepInput, adam, register
 from genshop.losses import get_loss
 from genshop.nets import dcgan_pair, mlp_pair
+
+
+@dataclass
+class GanConfig(RunConfig):
+    """A GAN: a loss of `genshop.losses`, an update rule of `genshop.steps`, nets of
+    `genshop.nets`."""
+
+    loss: str = option("nsgan", "GAN loss name (see genshop.losses, e.g. nsgan, rasgan, "
+                                "fgan-kl)")
+    update: str = option("alternating", "update rule: alternating (D, then G against the new "
+                                        "D) or fused (the single-loss step: both from one "
+                                        "backward)", ("alternating", "fused"))
+    lr_g: float = option(1e-4, "generator learning rate (Adam)", valid=POSITIVE)
+    lr_d: float = option(1e-4, "critic learning rate (Adam)", valid=POSITIVE)
+    beta1: float = option(0.5, "Adam β1", valid=FRACTION)
+    beta2: float = option(0.999, "Adam β2", valid=FRACTION)
+    latent_dim: int = option(2, "dimension of the latent z ~ N(0, I)", valid=AT_LEAST_1)
+    width: int = option(128, "hidden units (MLP) or base channels (DCGAN)",
+                        valid=AT_LEAST_1)
+    depth: int = option(3, "hidden layers of the MLPs", valid=AT_LEAST_1)
+    activation: str = option("relu", "MLP activation", ("relu", "leaky_relu"))
+    batch_norm: bool = option(False, "BatchNorm in the generator MLP / the DCGAN critic")
+    spectral_norm: bool = option(False, "spectral norm on the DCGAN critic's layers")
+    d_steps: int = option(1, "critic updates per generator update, each on a fresh real batch "
+                              "(alternating update only; WGAN-GP is usually run with 5)",
+                          valid=AT_LEAST_1)
+    pack: int = option(1, "PacGAN packing: the critic judges this many samples concatenated "
+                          "(2-D data; 1 = off; the batch must be a multiple)",
+                       valid=AT_LEAST_1)
+    r1: float = option(0.0, "weight γ of the R1 penalty (γ/2)·E‖∇ₓD(x)‖² on real data added to "
+                            "the critic's loss (Mescheder et al. 2018; 0 = off)",
+                       valid=AT_LEAST_0)
+    r1_every: int = option(1, "apply the R1 penalty on every k-th critic update only, weighted "
+                              "k·γ (lazy regularisation of StyleGAN2)", valid=AT_LEAST_1)
+
+
+# --- GAN recipes: data set -> overrides applied when the user did not set the option ----------
+# The fused step updates both nets from one point (simultaneous): with lr_g = lr_d = 1e-3, 2 of 8
+# ring runs of a sweep (hinge/nsgan/lsgan/rahinge, seeds 0-1) lost modes; a generator at half the
+# critic's rate (two time-scales) found every mode in all 8 and kept every mode in every seed for
+# 15 of 18 losses in the bench. On the grid it lowered the best losses' HQ share (sgan 93 -> 84 %),
+# so grid25 keeps equal rates (docs/results.md, "The 2-D mode benchmark").
+FUSED_RING = {"lr_g": 5e-4}
+RECIPES: dict[str, dict[str, Any]] = {
+    # tuned with `genshop bench modes`: ReLU MLPs 3×128, z ∈ ℝ², Adam 1e-3
+    # (β 0.5, 0.999), batch 256, lazy R1 γ = 0.1 every 4 steps, EMA 0.999 of G; 1 thread.
+    # Without R1 the grid loses 4 of 25 modes; packing (pack 2, 4) and --lr-schedule linear lowered
+    # the HQ share at this budget; EMA 0.9995 lost modes. The ring needs 7k steps, the grid 9k.
+    "ring8": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
+              "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 7000,
+              "threads": 1, BY_UPDATE: {"fused": FUSED_RING}},
+    "grid25": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
+               "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 9000,
+               "threads": 1},
+}
+# --- end of GAN recipes -----------------------------------------------------------------------
 
 
 class PackedCritic(nn.Module):
@@ -52,7 +109,7 @@ class PackedCritic(nn.Module):
     the gradient norm stays per point (`losses.gradient_penalty` takes each sample's norm).
     """
 
-    row_independent = False  # a logit depends on m samples: see steps._critic_traits
+    row_independent = False  # a logit depends on m samples (see genshop.steps)
 
     def __init__(self, inner: nn.Module, pack: int):
         super().__init__()
@@ -87,41 +144,6 @@ def build_nets(config: GanConfig, dataset) -> tuple[nn.Module, nn.Module]:
                         f"{dataset.kind} of shape {tuple(dataset.shape)}")
 
 
-class R1Penalty:
-    """Adds ∇_D of (γ/2)·E‖∇ₓD(x)‖² on the current real batch to D's gradients before a step.
-
-    Registered as a step pre-hook on the optimiser that holds D, so the penalty's gradient is
-    taken at the same critic as the loss gradient (as if it were added to the D loss). The mean
-    is over the critic's outputs: per sample, or per pack under `PackedCritic`. With `every` = k
-    > 1 it is lazy (StyleGAN2, Karras et al. 2020, Sec. 3.1): only on every k-th step (counted by
-    Adam's state), with k·γ, which keeps its average weight and saves most of its cost.
-    """
-
-    def __init__(self, D: nn.Module, gamma: float, every: int = 1):
-        self.D, self.gamma, self.every = D, gamma, every
-        self.pack = getattr(D, "pack", 1)  # samples per critic logit
-        self.real: Tensor | None = None
-        self.last = math.nan
-
-    def penalty(self, real: Tensor) -> Tensor:
-        """(γ/2)·mean over the critic's N/m logits of ‖∇D‖² (the gradient of the mean is
-        (m/N)·∇ of each logit, hence the factor N/m on the sum of squares)."""
-        x = real.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.D(x).mean(), x, create_graph=True)
-        return 0.5 * self.gamma * grad.pow(2).sum() * (x.shape[0] / self.pack)
-
-    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.real is None or adam_steps(optimizer) % self.every:
-            return
-        params = [p for p in self.D.parameters() if p.requires_grad]
-        value = self.penalty(self.real)
-        grads = torch.autograd.grad(self.every * value, params, allow_unused=True,
-                                    materialize_grads=True)
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g if p.grad is None else p.grad + g
-        self.last = value.item()
-
-
 def adam_steps(opt: torch.optim.Optimizer) -> int:
     """Steps `opt` has taken, read from Adam's own state (so it survives a resume)."""
     first = opt.param_groups[0]["params"][0]
@@ -136,30 +158,24 @@ class GanFamily(Family):
     recipes = RECIPES
 
     def __init__(self, config: GanConfig, dataset, device: torch.device):
-        if config.pack < 1 or config.r1_every < 1 or config.r1 < 0 or config.d_steps < 1:
-            raise BadInputError(f"need pack >= 1, r1_every >= 1, r1 >= 0 and d_steps >= 1, got "
-                                f"pack = {config.pack}, r1_every = {config.r1_every}, r1 = "
-                                f"{config.r1}, d_steps = {config.d_steps}")
         if config.batch_size % config.pack:
             raise BadInputError(f"--batch-size {config.batch_size} must be a multiple of "
                                 f"--pack {config.pack} (the critic judges packs of that size)")
-        if config.d_steps > 1 and config.step == "fused":
-            raise BadInputError("--d-steps > 1 needs --step alternating: the fused step updates "
-                                "D and G together, once each")
+        if config.d_steps > 1 and config.update == "fused":
+            raise BadInputError("--d-steps > 1 needs --update alternating: the fused step "
+                                "updates D and G together, once each")
         self.config = config
         self.loss = get_loss(config.loss)
         G, D = build_nets(config, dataset)
         self.G, self.D = G.to(device), D.to(device)
         betas = (config.beta1, config.beta2)
-        if config.step == "fused":
+        if config.update == "fused":
             self._opts = {"opt": steps.fused_optimizer(self.G, self.D, adam, config.lr_d,
                                                        config.lr_g, betas=betas)}
         else:
             self._opts = {"opt_d": adam(self.D.parameters(), config.lr_d, betas=betas),
                           "opt_g": adam(self.G.parameters(), config.lr_g, betas=betas)}
-        self._r1 = R1Penalty(self.D, config.r1, config.r1_every) if config.r1 > 0 else None
-        if self._r1:
-            self._opts.get("opt", self._opts.get("opt_d")).register_step_pre_hook(self._r1)
+        self._r1_last = math.nan  # the latest R1 penalty, logged between lazy updates
 
     def modules(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
@@ -168,34 +184,43 @@ class GanFamily(Family):
         return self._opts
 
     def train_step(self, inp: StepInput) -> dict[str, float]:
-        if self._r1 is None:
-            return self._step(inp)
-        self._r1.real = inp.real
         out = self._step(inp)
-        if math.isfinite(self._r1.last):  # the latest penalty (none yet right after a resume)
-            out["r1"] = self._r1.last
+        if self.config.r1 > 0:
+            self._r1_last = out.get("r1", self._r1_last)
+            if math.isfinite(self._r1_last):
+                out["r1"] = self._r1_last
         return out
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"r1_last": self._r1_last}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._r1_last = float(state.get("r1_last", math.nan))
+
+    def _r1_weight(self) -> float:
+        """k·γ on every k-th update of the optimiser that holds D (k = r1_every), else 0."""
+        cfg = self.config
+        critic_opt = self._opts.get("opt", self._opts.get("opt_d"))
+        if cfg.r1 <= 0 or adam_steps(critic_opt) % cfg.r1_every:
+            return 0.0
+        return cfg.r1_every * cfg.r1
 
     def real_batches(self) -> int:
         return self.config.d_steps
 
     def _step(self, inp: StepInput) -> dict[str, float]:
         k = self.G.latent_dim
-        if self.config.step == "fused":
+        if self.config.update == "fused":
             return steps.fused_step(self.G, self.D, self.loss, self._opts["opt"], inp.real,
-                                    inp.normal(k))
+                                    inp.normal(k), r1=self._r1_weight())
         *extra, last = (StepInput(real, inp.generator, inp.rank, inp.world_size)
                         for real in inp.real.chunk(self.config.d_steps))
         for critic_input in extra:  # the first d_steps − 1 critic updates
-            if self._r1:
-                self._r1.real = critic_input.real
             steps.critic_step(self.G, self.D, self.loss, self._opts["opt_d"], critic_input.real,
-                              critic_input.normal(k))
-        if self._r1:
-            self._r1.real = last.real
+                              critic_input.normal(k), r1=self._r1_weight())
         return steps.alternating_step(self.G, self.D, self.loss, self._opts["opt_d"],
                                       self._opts["opt_g"], last.real, last.normal(k),
-                                      last.normal(k))
+                                      last.normal(k), r1=self._r1_weight())
 
     def sampler(self) -> nn.Module:
         return self.G

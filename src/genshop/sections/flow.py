@@ -14,9 +14,10 @@ import math
 import torch
 
 from genshop.data import get_dataset
-from genshop.families.flow import FlowConfig, train_flow
+from genshop.engine import configure, train
+from genshop.families.flow import FlowConfig
 from genshop.flows import Flow, gaussian_baseline_nll
-from genshop.threads import torch_threads
+from genshop.plots import plt, save_figure
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 TEST_SIZE = 5_000
@@ -44,18 +45,18 @@ def flow_settings() -> dict:
 def train_and_score(ctx: SectionContext, name: str) -> tuple[Flow, list]:
     """Train through the engine (`genshop train flow` with OPTIONS) and score held-out points."""
     dataset = get_dataset(name)
-    flow = train_flow(ctx.path(f"{name}-run"), data=name, seed=ctx.seed, **OPTIONS)
-    train = dataset.training_set(ctx.seed)
+    config = configure("flow", **OPTIONS, data=name, seed=ctx.seed,
+                       out=str(ctx.path(f"{name}-run")))
+    flow = train(config, progress=False).net
+    train_set = dataset.training_set(ctx.seed)
     test = dataset.sample(TEST_SIZE, torch.Generator().manual_seed(ctx.seed + 1))
     with torch.no_grad():
         flow_nll = flow.nll(test).item()
-    return flow, [name, flow_nll, gaussian_baseline_nll(train, test),
+    return flow, [name, flow_nll, gaussian_baseline_nll(train_set, test),
                   true_mixture_nll(dataset, test)]
 
 
 def density_figure(flow: Flow, ring: torch.Tensor):
-    import matplotlib.pyplot as plt
-
     axis = torch.linspace(-1.5, 1.5, 240)
     grid = torch.cartesian_prod(axis, axis)
     with torch.no_grad():
@@ -73,10 +74,7 @@ def density_figure(flow: Flow, ring: torch.Tensor):
 
 @section("flow", "A matrix-exponential normalising flow with exact likelihood", order=61)
 def run(ctx: SectionContext) -> SectionResult:
-    from genshop.report import save_figure
-
-    with torch_threads(1):
-        ring_flow, ring_row = train_and_score(ctx, "ring8")
+    ring_flow, ring_row = train_and_score(ctx, "ring8")
     rows = [ring_row]
     figure = save_figure(density_figure(ring_flow, get_dataset("ring8").training_set(ctx.seed)),
                          ctx.path("ring8_density.png"))

@@ -18,7 +18,10 @@ import scipy.linalg
 import torch
 
 from genshop.claims import Verdict
+from genshop.data import get_dataset
+from genshop.engine import configure, train
 from genshop.linalg import log_volume, manifold_log_density, volume
+from genshop.plots import plt, save_figure
 from genshop.timing import medians, time_interleaved
 from genshop.tour import SectionContext, SectionResult, Table, section
 
@@ -149,22 +152,8 @@ def gan_manifold_density(ctx: SectionContext):
 
     Returns the figure and (fraction of samples within 4 std of a mode, median log-density of
     those, median log-density of the others)."""
-    import matplotlib.pyplot as plt
-
-    from genshop.config import resolve_config
-    from genshop.data import get_dataset
-    from genshop.engine import train
-    from genshop.families import get_family
-    from genshop.runs import load_run
-    from genshop.threads import torch_threads
-
-    gan = get_family("gan")
-    out = ctx.path("gan-run")
-    config = resolve_config(gan.config_class, {**GAN_OPTIONS, "seed": ctx.seed, "out": str(out)},
-                            gan.recipes)
-    with torch_threads(1):
-        train(gan, config, progress=False)
-    G = load_run(out).net
+    config = configure("gan", **GAN_OPTIONS, seed=ctx.seed, out=str(ctx.path("gan-run")))
+    G = train(config, progress=False).net
     z = torch.randn(2000, G.latent_dim, generator=torch.Generator().manual_seed(ctx.seed))
     with torch.no_grad():
         x = G(z)
@@ -185,10 +174,6 @@ def gan_manifold_density(ctx: SectionContext):
 
 @section("linalg", "Non-square determinants and det(exp A) = exp(tr A)", order=60)
 def run(ctx: SectionContext) -> SectionResult:
-    import matplotlib.pyplot as plt
-
-    from genshop.report import save_figure
-
     worst_form, form_rows = max_form_disagreement(ctx.seed)
     area_err = parallelogram_error(ctx.seed)
     conds = [1e1, 1e2, 1e3, 1e4, 1e5, 1e6]

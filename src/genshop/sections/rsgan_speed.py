@@ -3,7 +3,8 @@
 Post: "RSGAN: the Turing test in GANs" (kexue.fm archives/6110), which reports that the
 relativistic loss L_G = E softplus(D(x_r) − D(G(z))) trains faster than the standard GAN (SGAN, in
 its usual non-saturating form L_G = E softplus(−D(G(z)))). Measured here on the 8-Gaussian ring at
-the data set's recipe (`genshop.config.RECIPES`) without its EMA, alternating step, same seeds:
+the data set's GAN recipe (`genshop.families.gan.RECIPES`) without its EMA, alternating update,
+same seeds:
 every `EVAL_EVERY` steps the engine's `evaluate` hook scores 2,500 samples by the PacGAN protocol
 (`genshop.metrics.modes`), and a run's time to quality is the first step at which all 8 modes
 are captured and at least `QUALITY_HQ` % of the samples lie within 3 std of a mode.
@@ -19,6 +20,10 @@ import torch
 from torch import nn
 
 from genshop.claims import Verdict
+from genshop.data import get_dataset
+from genshop.engine import configure, train
+from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
+from genshop.plots import plt, save_figure
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 LOSSES = {"nsgan": "SGAN (non-saturating)", "rsgan": "RSGAN"}
@@ -30,12 +35,6 @@ QUALITY_HQ = 40.0
 
 def quality_curve(loss: str, seed: int, out: Path) -> list[tuple[int, int, float]]:
     """(step, modes captured, % high-quality) every EVAL_EVERY steps of one ring8 run."""
-    from genshop.config import RECIPES, GanConfig, resolve_config
-    from genshop.data import get_dataset
-    from genshop.engine import train
-    from genshop.families.gan import GanFamily
-    from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
-
     dataset = get_dataset("ring8")
     curve: list[tuple[int, int, float]] = []
 
@@ -45,12 +44,11 @@ def quality_curve(loss: str, seed: int, out: Path) -> list[tuple[int, int, float
         curve.append((step, scores.modes, scores.hq_percent))
         return {"modes": scores.modes, "hq_percent": scores.hq_percent}
 
-    config = resolve_config(GanConfig, {
-        "data": "ring8", "loss": loss, "step": "alternating", "seed": seed, "steps": MAX_STEPS,
-        "ema": 0.0,  # the recipe's EMA lags the trained G; scored here: the loss's own progress
-        "log_every": EVAL_EVERY, "sample_every": 0, "checkpoint_every": MAX_STEPS,
-        "out": str(out)}, RECIPES)
-    train(GanFamily, config, progress=False, evaluate=evaluate)
+    config = configure(
+        "gan", data="ring8", loss=loss, update="alternating", seed=seed, steps=MAX_STEPS,
+        ema=0.0,  # the recipe's EMA lags the trained G; scored here: the loss's own progress
+        log_every=EVAL_EVERY, sample_every=0, checkpoint_every=MAX_STEPS, out=str(out))
+    train(config, progress=False, evaluate=evaluate)
     return curve
 
 
@@ -60,8 +58,6 @@ def steps_to_quality(curve: list[tuple[int, int, float]], modes: int = 8) -> flo
 
 
 def curves_figure(curves: dict[str, list[list[tuple[int, int, float]]]]):
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for i, (loss, runs) in enumerate(curves.items()):
         for j, curve in enumerate(runs):
@@ -76,7 +72,7 @@ def curves_figure(curves: dict[str, list[list[tuple[int, int, float]]]]):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"ring8, alternating step, seeds {list(SEEDS)}")
+    fig.suptitle(f"ring8, alternating update, seeds {list(SEEDS)}")
     return fig
 
 
@@ -88,21 +84,15 @@ def verdict(times: dict[str, list[float]]) -> Verdict:
     holds = med_r < med_s and faster > slower
     return Verdict("holds" if holds else "does not hold", (
         f"steps until 8/8 modes and >= {QUALITY_HQ:.0f}% high-quality samples on ring8 (recipe "
-        f"without EMA, alternating step, evaluated every {EVAL_EVERY} steps, inf = not within "
+        f"without EMA, alternating update, evaluated every {EVAL_EVERY} steps, inf = not within "
         f"{MAX_STEPS}): median SGAN {med_s:g} vs RSGAN {med_r:g}; RSGAN faster in {faster}, "
         f"slower in {slower} of {len(sgan)} paired seeds"))
 
 
 @section("rsgan_speed", "RSGAN vs SGAN: steps to a sample-quality bar on the ring", order=46)
 def run(ctx: SectionContext) -> SectionResult:
-    from genshop.report import save_figure
-    from genshop.threads import torch_threads
-
-    curves: dict[str, list[list[tuple[int, int, float]]]] = {}
-    with torch_threads(1):
-        for loss in LOSSES:
-            curves[loss] = [quality_curve(loss, ctx.seed + s, ctx.path(f"{loss}-s{s}"))
-                            for s in SEEDS]
+    curves = {loss: [quality_curve(loss, ctx.seed + s, ctx.path(f"{loss}-s{s}"))
+                     for s in SEEDS] for loss in LOSSES}
     times = {loss: [steps_to_quality(c) for c in runs] for loss, runs in curves.items()}
     table = Table(f"Steps to 8/8 modes and >= {QUALITY_HQ:.0f}% high-quality (ring8)",
                   ["loss", *(f"seed {ctx.seed + s}" for s in SEEDS), "median"],

@@ -1,0 +1,334 @@
+"""The 2-D mode benchmark: every GAN loss × {alternating, fused} update on the ring or the grid.
+
+Compares the losses of "f-GAN: a production workshop for GANs" (kexue.fm 6016) and "RSGAN: the
+Turing test in GANs" (6110), trained with the alternating update or the single-loss fused step of
+"A GAN with a single loss via stop-gradient" (6387), by the VEEGAN/PacGAN mode-collapse protocol
+(`genshop.metrics.modes`: 2,500 samples; modes captured, % within 3 std, KL(p̂ ‖ uniform)).
+
+Each (loss, update) row is trained by `genshop.train` (the GAN family) from several seeds at the
+data set's recipe (`genshop.families.gan.RECIPES`); then the best rows get more seeds, as PacGAN
+reports 10 trials. `run_benchmark` writes the benchmark folder: `results.json`, `index.html`
+(the measured table beside PacGAN's and VEEGAN's Table 1) and scatter plots of seed 0 of every
+row. Runs go to worker processes (`genshop.experiments.run_tasks`); every run is seeded by its
+task, so the numbers do not depend on the number of workers. Each finished run leaves
+`bench-run.json` in its folder, so a benchmark resumed in its folder does not retrain what
+finished (it checks the saved configs match).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genshop.config import read_config_json
+from genshop.data import get_dataset
+from genshop.engine import configure, train
+from genshop.errors import BadInputError, TrainingDiverged
+from genshop.experiments import DONE, new_folder, run_tasks, write_page
+from genshop.families.gan import GanConfig
+from genshop.metrics.modes import (
+    SCORED_SAMPLES,
+    Aggregate,
+    ModeScores,
+    aggregate,
+    format_mean_se,
+    score_dataset,
+)
+from genshop.plots import plt, save_figure
+from genshop.report import Table
+from genshop.runs import load_run
+from genshop.threads import torch_threads
+
+UPDATES = ("alternating", "fused")
+QUIET = {"sample_every": 0, "checkpoint_every": 10**9, "log_every": 100}
+
+
+# PacGAN Table 1 (Lin et al. 2018, 10 trials, mean ± s.e.): (modes, HQ %, reverse KL) per data.
+PUBLISHED: dict[str, list[tuple[str, str, str, str]]] = {
+    "ring8": [("GAN", "6.3 ± 0.5", "98.2 ± 0.2", "0.45 ± 0.09"),
+              ("ALI", "6.6 ± 0.3", "97.6 ± 0.4", "0.36 ± 0.04"),
+              ("PacGAN2", "7.9 ± 0.1", "95.6 ± 2.0", "0.07 ± 0.03"),
+              ("PacGAN3", "7.8 ± 0.1", "97.7 ± 0.3", "0.10 ± 0.02"),
+              ("PacGAN4", "7.8 ± 0.1", "95.9 ± 1.4", "0.07 ± 0.02")],
+    "grid25": [("GAN", "17.3 ± 0.8", "94.8 ± 0.7", "0.70 ± 0.07"),
+               ("ALI", "24.1 ± 0.4", "95.7 ± 0.6", "0.14 ± 0.03"),
+               ("PacGAN2", "23.8 ± 0.7", "91.3 ± 0.8", "0.13 ± 0.04"),
+               ("PacGAN3", "24.6 ± 0.4", "94.2 ± 0.4", "0.06 ± 0.02"),
+               ("PacGAN4", "24.8 ± 0.2", "93.6 ± 0.6", "0.04 ± 0.01")],
+}
+# VEEGAN Table 1 (Srivastava et al. 2017, akashgit/VEEGAN tab.png): (modes, HQ %); no reverse KL.
+PUBLISHED_VEEGAN: dict[str, list[tuple[str, str, str]]] = {
+    "ring8": [("GAN", "1", "99.3"), ("ALI", "2.8", "0.13"), ("Unrolled GAN", "7.6", "35.6"),
+              ("VEEGAN", "8", "52.9")],
+    "grid25": [("GAN", "3.3", "0.5"), ("ALI", "15.8", "1.6"), ("Unrolled GAN", "23.6", "16"),
+               ("VEEGAN", "24.6", "40")],
+}
+
+
+@dataclass
+class ToyRun:
+    """One trained (loss, update, seed): the generator's samples and their scores."""
+
+    loss: str
+    update: str
+    seed: int
+    samples: torch.Tensor
+    scores: ModeScores
+    cpu_seconds: float
+    diverged: bool
+
+
+def gan_config(data: str, loss: str, update: str, seed: int, out: Path,
+               overrides: dict[str, Any] | None = None) -> GanConfig:
+    """The config of one run: GanConfig defaults, the data set's recipe, then `overrides`."""
+    return configure("gan", **{**QUIET, **(overrides or {}), "data": data, "loss": loss,
+                              "update": update, "seed": seed, "out": str(out)})
+
+
+def train_and_score(config: GanConfig) -> ToyRun:
+    """Train `config` into `config.out`; score 2,500 samples of the final G (NaN if diverged)."""
+    start = time.process_time()
+    try:
+        train(config, progress=False)
+        diverged = False
+    except TrainingDiverged:
+        diverged = True
+    return score_run(config, time.process_time() - start, diverged)
+
+
+def score_run(config: GanConfig, cpu_seconds: float, diverged: bool) -> ToyRun:
+    """Score 2,500 samples (seed 10,000 + run seed) of the trained run `config.out`."""
+    if diverged:
+        samples = torch.full((SCORED_SAMPLES, 2), math.nan)
+    else:
+        samples = load_run(config.out).sample(SCORED_SAMPLES, seed=10_000 + config.seed)
+    scores = score_dataset(samples, get_dataset(config.data))
+    return ToyRun(config.loss, config.update, config.seed, samples, scores, cpu_seconds,
+                  diverged)
+
+
+@dataclass
+class Row:
+    loss: str
+    update: str
+    runs: list[ToyRun]
+
+    def aggregate(self) -> Aggregate:
+        return aggregate([r.scores for r in self.runs])
+
+    def rank_key(self) -> tuple[float, float, float]:
+        """Higher is better: mean modes, then −mean reverse KL (NaN last), then mean HQ."""
+        agg = self.aggregate()
+        kl = agg.reverse_kl[0]
+        return (agg.modes[0], -kl if math.isfinite(kl) else -math.inf, agg.hq_percent[0])
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training run of the benchmark, picklable for a worker process."""
+
+    data: str
+    loss: str
+    update: str
+    seed: int
+    out: Path
+    overrides: dict[str, Any] | None = None
+
+    def config(self) -> GanConfig:
+        return gan_config(self.data, self.loss, self.update, self.seed, self.out,
+                          self.overrides)
+
+    def run(self) -> ToyRun:
+        """Train and score; a run that finished before (its DONE marker) is only scored."""
+        if (self.out / DONE).is_file():
+            return self.reuse()
+        if self.out.exists():  # interrupted before it finished: start it again
+            shutil.rmtree(self.out)
+        run = train_and_score(self.config())
+        (self.out / DONE).write_text(json.dumps({"cpu_seconds": run.cpu_seconds,
+                                                 "diverged": run.diverged}))
+        return run
+
+    def reuse(self) -> ToyRun:
+        config = self.config()
+        saved = {k: v for k, v in read_config_json(self.out).items() if k != "family"}
+        if saved != dataclasses.asdict(config):
+            raise BadInputError(f"{self.out} was trained with another config than this "
+                                "benchmark's; resume with the same recipe, --steps and --set")
+        done = json.loads((self.out / DONE).read_text())
+        return score_run(config, done["cpu_seconds"], done["diverged"])
+
+
+def run_rows(data: str, losses: Sequence[str], updates: Sequence[str], seeds: Sequence[int],
+             out: Path, overrides: dict[str, Any] | None = None,
+             progress: Callable[[ToyRun], None] = lambda _: None, jobs: int = 1) -> list[Row]:
+    """Train and score every (loss, update) for every seed; run k goes to
+    out/<loss>-<update>-s<k>."""
+    rows = [Row(loss, update, []) for loss in losses for update in updates]
+    add_seeds(data, rows, seeds, out, overrides, progress, jobs)
+    return rows
+
+
+def add_seeds(data: str, rows: Sequence[Row], seeds: Sequence[int], out: Path,
+              overrides: dict[str, Any] | None = None,
+              progress: Callable[[ToyRun], None] = lambda _: None, jobs: int = 1) -> None:
+    """Append to each row its runs for `seeds` (all rows' runs share the `jobs` workers)."""
+    tasks = [Task(data, row.loss, row.update, seed, out / f"{row.loss}-{row.update}-s{seed}",
+                  overrides) for row in rows for seed in seeds]
+    runs = iter(run_tasks(tasks, jobs, progress))
+    for row in rows:
+        row.runs += [next(runs) for _ in seeds]
+
+
+def describe(run: ToyRun) -> str:
+    s = run.scores
+    return (f"{run.loss:16s} {run.update:11s} seed {run.seed}: modes {s.modes}/{s.num_modes} "
+            f"HQ {s.hq_percent:5.1f}% rev-KL {s.reverse_kl:.3f} ({run.cpu_seconds:.1f} CPU-s"
+            f"{', diverged' if run.diverged else ''})")
+
+
+COLUMNS = ["loss", "update", "seeds", "modes", "HQ %", "reverse KL", "all modes",
+           "max CPU-s/run", "diverged"]
+
+
+def table_rows(rows: Sequence[Row]) -> list[list[Any]]:
+    """The measured table's rows, best first (`Row.rank_key`)."""
+    out = []
+    for row in sorted(rows, key=Row.rank_key, reverse=True):
+        agg = row.aggregate()
+        out.append([row.loss, row.update, agg.runs, format_mean_se(agg.modes, 1),
+                    format_mean_se(agg.hq_percent, 1), format_mean_se(agg.reverse_kl, 3),
+                    f"{agg.all_modes_runs}/{agg.runs}",
+                    round(max(r.cpu_seconds for r in row.runs), 1),
+                    sum(r.diverged for r in row.runs)])
+    return out
+
+
+def scatter_figure(data_name: str, rows: Sequence[Row], title: str):
+    """One panel per row: seed 0's 2,500 samples (blue) over the mixture's centres (red +)."""
+    centers = get_dataset(data_name).centers
+    cols = min(6, len(rows))
+    nrows = math.ceil(len(rows) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.8 * nrows), squeeze=False,
+                             layout="constrained")
+    lim = float(centers.abs().max()) * 1.5
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, row in zip(list(axes.flat)[: len(rows)], rows, strict=True):
+        x = row.runs[0].samples.nan_to_num(posinf=1e3, neginf=-1e3)
+        ax.scatter(centers[:, 0], centers[:, 1], s=40, c="C3", marker="+", linewidths=0.8)
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.35, c="C0", linewidths=0)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        s = row.runs[0].scores
+        ax.set_title(f"{row.loss} {row.update[:3]}\n{s.modes}/{s.num_modes}, "
+                     f"{s.hq_percent:.0f}% HQ", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def published_tables(data_name: str) -> list[Table]:
+    """PacGAN's Table 1 and VEEGAN's Table 1 for `data_name`, the protocol's published rows."""
+    return [Table(f"Published: PacGAN Table 1, {data_name} (10 trials, mean ± s.e.)",
+                  ["method", "modes", "HQ %", "reverse KL"],
+                  [list(r) for r in PUBLISHED[data_name]],
+                  "Lin et al. 2018 (NeurIPS), fjxmlzn/PacGAN results/Table1.png; G 4×400 ReLU, "
+                  "D 3×200 maxout, Adam 1e-4, 400 epochs of 100k points."),
+            Table(f"Published: VEEGAN Table 1, {data_name}", ["method", "modes", "HQ %"],
+                  [list(r) for r in PUBLISHED_VEEGAN[data_name]],
+                  "Srivastava et al. 2017 (NeurIPS), akashgit/VEEGAN tab.png; the same protocol "
+                  "with other nets: its GAN row collapses where PacGAN's does not.")]
+
+
+RECIPE_KEYS = ("steps", "batch_size", "latent_dim", "width", "depth", "activation", "lr_g",
+               "lr_d", "beta1", "beta2", "ema", "pack", "r1", "r1_every", "lr_schedule",
+               "threads")
+
+
+def recipe_summary(data: str, overrides: dict[str, Any] | None = None,
+                   update: str = "alternating") -> dict[str, Any]:
+    """The options that shape training with `update` (the data set's recipe, its part for that
+    update rule, then the overrides); building the config checks the overrides' names and
+    types."""
+    config = gan_config(data, "nsgan", update, 0, Path("."), overrides)
+    return {k: getattr(config, k) for k in RECIPE_KEYS}
+
+
+def recipe_note(recipe: dict[str, dict[str, Any]]) -> str:
+    """The recipe per update rule as one readable line: the options they share, then those in
+    which they differ."""
+    first, *others = recipe.values()
+    shared = {k: v for k, v in first.items() if all(o.get(k) == v for o in others)}
+    parts = [", ".join(f"{k} {v}" for k, v in shared.items())]
+    for update, options in recipe.items():
+        own = {k: v for k, v in options.items() if k not in shared}
+        if own:
+            parts.append(f"{update}: " + ", ".join(f"{k} {v}" for k, v in own.items()))
+    return "; ".join(parts)
+
+
+def measured_table(title: str, rows: Sequence[Row], recipe: dict[str, dict[str, Any]]) -> Table:
+    return Table(title, COLUMNS, table_rows(rows),
+                 f"recipe: {recipe_note(recipe)}. Mean ± standard error over seeds; CPU-s is "
+                 "process CPU time of one training run (engine included).")
+
+
+def run_json(row: Row) -> list[dict[str, Any]]:
+    return [{"loss": r.loss, "update": r.update, "seed": r.seed, "modes": r.scores.modes,
+             "hq_percent": r.scores.hq_percent,
+             "reverse_kl": r.scores.reverse_kl if math.isfinite(r.scores.reverse_kl) else None,
+             "counts": r.scores.counts, "cpu_seconds": r.cpu_seconds, "diverged": r.diverged}
+            for r in row.runs]
+
+
+@dataclass
+class Benchmark:
+    """What `run_benchmark` measured and wrote."""
+
+    folder: Path
+    rows: list[Row]
+    tables: list[Table]
+    page: Path
+
+
+def run_benchmark(data: str, losses: Sequence[str], updates: Sequence[str], *,
+                  parent: Path = Path("runs"), resume: Path | None = None, seeds: int = 3,
+                  best: int = 2, best_seeds: int = 10, overrides: dict[str, Any] | None = None,
+                  jobs: int = 1, progress: Callable[[ToyRun], None] = lambda _: None
+                  ) -> Benchmark:
+    """Every (loss, update) row with `seeds` seeds, then the `best` best rows up to `best_seeds`
+    seeds, into a new folder `parent/bench-modes-<data>-<time>` (or the folder of an interrupted
+    benchmark, `resume`): runs/, results.json, scatter.png and index.html. Every option is
+    checked before any folder is made or run trained."""
+    if seeds < 1 or best_seeds < seeds or best < 0 or jobs < 1:
+        raise BadInputError("need --seeds >= 1, --best >= 0, --best-seeds >= --seeds and "
+                            "--jobs >= 1")
+    recipe = {update: recipe_summary(data, overrides, update) for update in updates}
+    if resume is not None and not (resume / "runs").is_dir():
+        raise BadInputError(f"--resume {resume}: not a `genshop bench modes` folder (it has "
+                            "no runs/ folder)")
+    folder = resume if resume is not None else new_folder(parent, f"modes-{data}")
+    runs = folder / "runs"
+    with torch_threads(1):  # scoring; each training run sets its own `threads`
+        rows = run_rows(data, losses, updates, range(seeds), runs, overrides, progress, jobs)
+        top = sorted(rows, key=Row.rank_key, reverse=True)[:best]
+        add_seeds(data, top, range(seeds, best_seeds), runs, overrides, progress, jobs)
+    tables = [measured_table(f"Measured: {data}, {seeds} seeds per row ({best_seeds} for the "
+                             f"best {len(top)})", rows, recipe), *published_tables(data)]
+    figure = save_figure(scatter_figure(data, rows, f"{data}: seed 0 of every row"),
+                         folder / "scatter.png")
+    (folder / "results.json").write_text(json.dumps(
+        {"data": data, "recipe": recipe, "runs": [r for row in rows for r in run_json(row)]},
+        indent=1), encoding="utf-8")
+    page = write_page(folder, f"genshop bench modes: {data}", tables, [figure])
+    return Benchmark(folder, rows, tables, page)
