@@ -47,8 +47,8 @@ def test_fused_runs_take_the_recipes_part_for_their_step(capsys):
 
 
 def test_recipe_does_not_override_an_explicit_default_value():
-    config = resolve_config(GanConfig, {"data": "ring8", "threads": 0}, RECIPES)
-    assert config.threads == 0 and RECIPES["ring8"]["threads"] == 1
+    config = resolve_config(GanConfig, {"data": "ring8", "r1": 0.0}, RECIPES)
+    assert config.r1 == 0.0 == GanConfig.r1 and RECIPES["ring8"]["r1"] == 0.1
 
 
 def test_train_is_the_python_twin_of_the_command(tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_train_is_the_python_twin_of_the_command(tmp_path, capsys):
     result = genshop.train(config, progress=False)
     run = load_run(result.run_dir)
     assert result.step == run.step == 3 and not result.interrupted
-    assert run.config.threads == RECIPES["ring8"]["threads"]
+    assert run.config.threads == 1 == GanConfig.threads  # the fast default
     assert run.config.lr_g == RECIPES["ring8"]["lr_g"] and run.config.width == 8
     torch.testing.assert_close(result.sample(7, seed=1), run.sample(7, seed=1), rtol=0, atol=0)
 
@@ -117,7 +117,7 @@ def test_train_sample_and_load_run(tmp_path, capsys):
     with PIL.Image.open(tmp_path / "s.png") as picture:
         assert picture.format == "PNG" and min(picture.size) >= 200  # a drawn plot
     assert main(["sample", str(run), "--out", str(tmp_path / "s.txt")]) == 2
-    assert "--out must end in .npy or .png" in capsys.readouterr().err
+    assert "--out must name a file ending in .npy or .png" in capsys.readouterr().err
     loaded = genshop.load_run(run)  # the package-level entry point of DESIGN.md
     assert loaded.step == 10 and loaded.config.ema == 0.5
     np.testing.assert_array_equal(loaded.sample(300, seed=4).numpy(), x)
@@ -159,6 +159,71 @@ def test_missing_or_corrupt_run_directory(tmp_path, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(DataError, match="corrupt"):
         load_run(tmp_path)
+
+
+def test_help_shows_the_defaults_the_recipes_replace(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "gan", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 5000; ring8 recipe 7000, grid25 recipe 9000)" in text
+    assert "ring8 --update fused recipe 0.0005" in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--lr-g", "-1"], r"option lr_g \(--lr-g\) must be > 0, got -1.0"),
+    (["--ema", "1.5"], r"option ema \(--ema\) must be >= 0 and < 1, got 1.5"),
+    (["--ema", "nan"], r"option ema \(--ema\) must be a finite number, got nan"),
+    (["--steps", "0"], r"option steps \(--steps\) must be >= 1, got 0"),
+    (["--batch-size", "-4"], r"option batch_size \(--batch-size\) must be >= 1, got -4"),
+    (["--seed", str(2**64)], r"option seed \(--seed\) must be >= 0 and <= 9223372036854775807"),
+    (["--threads", "1000"], r"option threads \(--threads\) must be >= 0 and <= 256"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"],
+     r"--device"),
+    (["--device", "bogus"], r"--device 'bogus' is not a torch device"),
+    (["--data", "notes.txt"], r"or a path ending in .npy"),
+])
+def test_bad_values_fail_before_any_work_in_one_line(tmp_path, capsys, argv, message):
+    code = main(["train", "gan", *argv, "--quiet", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
+def test_out_must_be_a_new_or_empty_folder_or_a_run(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("my own file")
+    assert main(["train", "gan", "--steps", "2", *SMALL, "--out", str(mine)]) == 2
+    assert "not a genshop run" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    assert main(["train", "gan", "--steps", "2", *SMALL, "--out", str(mine / "thesis.tex")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--steps", "2", *SMALL, "--out", str(run)]) == 0
+    assert main(["train", "flow", "--resume", "--out", str(run)]) == 2
+    assert "holds a gan run, not a flow run" in capsys.readouterr().err
+    assert main(["train", "gan", "--resume", "--steps", "1", "--out", str(run)]) == 2
+    assert "at step 2, beyond --steps 1" in capsys.readouterr().err
+    assert main(["train", "gan", "--resume", "--steps", "2", "--out", str(run)]) == 0
+    assert "already at step 2" in capsys.readouterr().out
+
+
+def test_sample_checks_its_count_and_output(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--steps", "2", *SMALL, "--out", str(run)]) == 0
+    for argv, message in ((["-n", "0"], "-n must be between 1 and 10,000,000, got 0"),
+                          (["--out", str(tmp_path)], "--out must name a file ending in .npy")):
+        assert main(["sample", str(run), *argv]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_bare_command_prints_usage_and_version_is_known(capsys):
+    assert main([]) == 2
+    assert "usage: genshop" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"genshop {genshop.__version__}"
 
 
 def test_short_runs_with_the_recipes_ema_get_a_note(capsys):

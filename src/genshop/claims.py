@@ -6,10 +6,12 @@ The tour report opens with this table. A tour section that measures a claim retu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
-Status = Literal["holds", "does not hold", "untested yet"]
+Status = Literal["holds", "does not hold", "inconclusive", "untested yet"]
+LEVEL = 0.05  # the significance level of every statistical rule of a noisy claim
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,23 @@ class Claim:
 class Verdict:
     status: Status
     measurement: str
+
+
+def sign_test(better: int, worse: int) -> float:
+    """One-sided p-value of `better` wins in `better + worse` paired trials (ties dropped) under
+    the null that each side wins a pair with probability ½: P(X ≥ better), X ~ Bin(n, ½)."""
+    n = better + worse
+    return sum(math.comb(n, k) for k in range(better, n + 1)) / 2**n
+
+
+def paired_verdict(better: int, worse: int, level: float = LEVEL) -> Status:
+    """"holds" when the sign test rejects "no better" at `level`, "does not hold" when it
+    rejects "no worse", else "inconclusive" (the pairs do not separate the two)."""
+    if sign_test(better, worse) < level:
+        return "holds"
+    if sign_test(worse, better) < level:
+        return "does not hold"
+    return "inconclusive"
 
 
 CLAIMS: tuple[Claim, ...] = (

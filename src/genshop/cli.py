@@ -1,4 +1,4 @@
-"""The `genshop` command: parse -> resolved config -> call. Nothing else lives here.
+"""genshop: train, sample, measure and compare the generative models of Scientific Spaces posts.
 
 Each subcommand is a module in `genshop/commands/` with `NAME`, `HELP`, `add_arguments(parser)`
 and `run(args) -> int`; this file discovers them. A `GenshopError` is printed in one line and
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from genshop import __version__
 from genshop.errors import GenshopError
 
 
@@ -33,10 +34,15 @@ def command_modules() -> list[ModuleType]:
     return sorted(mods, key=lambda m: m.NAME)
 
 
+EPILOG = ("Start with `genshop tour` (every result at a quick size, one HTML report) or "
+          "`genshop train gan --data ring8 --out runs/x`; `genshop COMMAND --help` lists a "
+          "command's options.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="genshop", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                parser_class=OneLineParser)
+    parser = OneLineParser(prog="genshop", description=__doc__.splitlines()[0], epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"genshop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for mod in command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
@@ -45,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `genshop`: the usage and the commands
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return int(args.handler(args) or 0)
     except GenshopError as err:

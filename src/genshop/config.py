@@ -89,9 +89,9 @@ class RunConfig:
     out: str = option("runs/train", "run directory (config.json, checkpoint.pt, metrics.jsonl, "
                                      "samples/)")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
-    threads: int = option(0, "CPU threads torch may use (0 = torch's default); the 2-D recipes "
-                             "use 1, which suits their tiny nets on a shared CPU",
-                          valid=Range(0, 256))
+    threads: int = option(1, "CPU threads torch may use (0 = torch's default, one per core); "
+                             "1 is fastest for genshop's small nets, most of all on a busy "
+                             "machine (benchmarks/threads.py)", valid=Range(0, 256))
     lr_schedule: str = option("constant", "learning rates over the run: constant, or cosine "
                                           "or linear decay from the set rate to 0 at --steps",
                               ("constant", "cosine", "linear"))
@@ -110,18 +110,32 @@ def _field_types(cls: type) -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type[RunConfig]) -> None:
-    """One `--option` per field of `cls` (default None = "not set by the user")."""
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type[RunConfig],
+                         recipes: dict[str, dict[str, Any]] | None = None) -> None:
+    """One `--option` per field of `cls` (default None = "not set by the user"); the help shows
+    the default and, where a data set's recipe replaces it, the recipe's value."""
     for f in dataclasses.fields(cls):
         kind = _field_types(cls)[f.name]
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f, recipes or {})})"
         if kind is bool:
             parser.add_argument(flag(f.name), dest=f.name,
                                 action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
         else:
-            parser.add_argument(flag(f.name), dest=f.name, type=kind, default=None, help=help_text,
-                                choices=f.metadata.get("choices"))
+            parser.add_argument(flag(f.name), dest=f.name, type=kind, default=None,
+                                help=help_text, choices=f.metadata.get("choices"))
+
+
+def _default_text(f: dataclasses.Field, recipes: dict[str, dict[str, Any]]) -> str:
+    """"5000; ring8 recipe 7000, grid25 recipe 9000": the default, then every recipe (or
+    recipe part of an update rule) that sets another value."""
+    overrides = []
+    for data, recipe in recipes.items():
+        parts = {data: recipe} | {f"{data} --update {u}": part
+                                  for u, part in recipe.get(BY_UPDATE, {}).items()}
+        overrides += [f"{name} recipe {part[f.name]}" for name, part in parts.items()
+                      if f.name in part and part[f.name] != f.default]
+    return "; ".join([str(f.default), ", ".join(overrides)] if overrides else [str(f.default)])
 
 
 def user_options(args: argparse.Namespace, cls: type[RunConfig]) -> dict[str, Any]:

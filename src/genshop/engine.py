@@ -53,7 +53,7 @@ from genshop.data import get_dataset
 from genshop.errors import BadInputError, TrainingDiverged
 from genshop.families import Family, StepInput, family_of, get_family, share
 from genshop.plots import samples_figure, save_figure
-from genshop.runs import CHECKPOINT, METRICS, SAMPLES, Run, read_metrics
+from genshop.runs import CHECKPOINT, CONFIG, METRICS, SAMPLES, Run, read_metrics
 from genshop.threads import torch_threads
 
 Evaluate = Callable[[int, nn.Module], dict[str, float]]
@@ -206,7 +206,8 @@ def _snapshot(family: Family, net: nn.Module, dataset: Any, train_set: Tensor, s
     with inference(net):
         x = family.sample(net, SNAPSHOT_COUNT, torch.Generator().manual_seed(seed)).cpu()
     reference = train_set[:SNAPSHOT_COUNT].cpu() if dataset.kind == "points" else None
-    save_figure(samples_figure(x, f"step {step}", reference), path)
+    save_figure(samples_figure(x, f"step {step}", reference, getattr(dataset, "centers", None)),
+                path)
 
 
 def _truncate_metrics(run_dir: Path, step: int) -> None:
@@ -224,6 +225,46 @@ def _all_finite_and_stop(losses: dict[str, float], stop: bool, d: _Dist) -> tupl
     flags = torch.tensor([float(not finite), float(stop)])
     dist.all_reduce(flags)
     return bool(flags[0] == 0), bool(flags[1] > 0)
+
+
+def check(config: RunConfig, *, resume: bool = False,
+          family: type[Family] | None = None) -> int:
+    """Everything about a run that can be checked before any work: the device, the data, the
+    family's options (`Family.check`) and the run directory `config.out` (a new or empty folder,
+    or the folder of a run that stopped before its first checkpoint; with `resume`, a run
+    whose checkpoint lies at or below `config.steps`). Returns the step the run starts from."""
+    _check_device(config.device)
+    (family or family_of(config)).check(config, get_dataset(config.data))
+    run_dir = Path(config.out)
+    ckpt_path = run_dir / CHECKPOINT
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInputError(f"--out {run_dir} is a file; name a folder for the run")
+    if resume:
+        reached = int(checkpoint.load(ckpt_path)["step"])
+        if reached > config.steps:
+            raise BadInputError(f"the run in {run_dir} is at step {reached}, beyond --steps "
+                                f"{config.steps}; resume with --steps {reached} or more")
+        return reached
+    if ckpt_path.exists():
+        raise BadInputError(f"{run_dir} already holds a run; add --resume to continue it or "
+                            "choose another --out")
+    elif run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / CONFIG).is_file():
+        raise BadInputError(f"--out {run_dir} is a folder with other files in it, not a genshop "
+                            "run; choose a new or empty folder")
+    return 0
+
+
+def _check_device(device: str) -> None:
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise BadInputError(f"--device {device!r} is not a torch device; use cpu, cuda or "
+                            "cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"--device {device}: this torch build or machine has no CUDA "
+                            "device (torch.cuda.is_available() is False); use --device cpu")
+    if kind not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {device}: genshop runs on cpu or cuda")
 
 
 def configure(family: str, **options: Any) -> RunConfig:
@@ -250,16 +291,13 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True,
     class (a subclass that injects faults in tests, say).
     """
     family_cls = family or family_of(config)
+    check(config, resume=resume, family=family_cls)
+    ckpt_path = Path(config.out) / CHECKPOINT
     d = _init_distributed(config.device)
-    if config.batch_size % d.world_size:
-        raise BadInputError(f"batch size {config.batch_size} does not split over "
-                            f"{d.world_size} processes; use a multiple of {d.world_size}")
-    run_dir = Path(config.out)
-    ckpt_path = run_dir / CHECKPOINT
-    if not resume and ckpt_path.exists():
-        raise BadInputError(f"{run_dir} already holds a run; add --resume to continue it or "
-                            "choose another --out")
     try:
+        if config.batch_size % d.world_size:
+            raise BadInputError(f"batch size {config.batch_size} does not split over "
+                                f"{d.world_size} processes; use a multiple of {d.world_size}")
         with torch_threads(config.threads):
             return _train(family_cls, config, resume, progress, d, ckpt_path, evaluate)
     finally:

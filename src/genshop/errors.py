@@ -12,9 +12,11 @@ class GenshopError(Exception):
 class UnknownNameError(GenshopError, KeyError):
     """A name (divergence, loss, data set, section, command) that is not registered."""
 
-    def __init__(self, kind: str, name: str, choices: Iterable[str]):
+    def __init__(self, kind: str, name: str, choices: Iterable[str], also: str = ""):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.choices)}")
+        more = f", or {also}" if also else ""
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.choices)}"
+                         f"{more}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message
         return self.args[0]

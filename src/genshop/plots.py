@@ -38,16 +38,22 @@ def image_grid(x: torch.Tensor) -> np.ndarray:
     return grid[..., 0].numpy() if c == 1 else grid.numpy()
 
 
-def samples_figure(x: torch.Tensor, title: str, reference: torch.Tensor | None = None) -> Figure:
+def samples_figure(x: torch.Tensor, title: str, reference: torch.Tensor | None = None,
+                   centers: torch.Tensor | None = None) -> Figure:
     """Samples as a picture: points (N, d) as a scatter of the first two coordinates over the
-    `reference` data in grey, images (N, C, H, W) as a grid of the first 64."""
+    `reference` data in grey and the mixture's `centers` (black +), on equal axes that show the
+    data; images (N, C, H, W) as a grid of the first 64."""
     if x.ndim == 2:
         fig, ax = plt.subplots(figsize=(4, 4))
         if reference is not None:
             ax.scatter(*reference.T[:2], s=2, c="0.75", label="data")
         ax.scatter(*x.T[:2], s=2, c="C3", label="samples")
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=7, markerscale=4)
+        if centers is not None:
+            ax.scatter(*centers.T[:2], s=40, c="k", marker="+", linewidths=0.8, label="modes")
+        shown = [t[:, :2] for t in (reference, centers) if t is not None] or [x[:, :2]]
+        lim = 1.25 * max(float(t.abs().max()) for t in shown)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        ax.legend(loc="upper right", fontsize=7, markerscale=2)
     else:
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.imshow(image_grid(x[:64]), cmap="gray", vmin=0, vmax=1)

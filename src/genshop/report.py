@@ -42,6 +42,7 @@ th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; vert
 th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .holds { background: #e3f6e3; } .does-not-hold { background: #fbe3e3; }
+.inconclusive { background: #fff6d6; }
 .untested-yet { color: #777; } .failed { background: #fbe3e3; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5rem 0; }
 pre { background: #f7f7f7; padding: 0.5rem; overflow-x: auto; }

@@ -90,4 +90,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     except (KeyError, RuntimeError) as err:
         raise DataError(f"checkpoint in {run_dir} does not fit its config.json "
                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    bad = sum(int((~t.isfinite()).sum()) for t in net.state_dict().values()
+              if t.is_floating_point())
+    if bad:
+        raise DataError(f"the sampler in {run_dir} holds {bad} NaN or infinite weights; the run "
+                        "diverged: retrain it with lower learning rates")
     return Run(run_dir, config, family, net.eval(), int(state["step"]))

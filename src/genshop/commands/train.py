@@ -24,10 +24,9 @@ from genshop.config import (
 )
 from genshop.data import get_dataset
 from genshop.data.files import is_points_file
-from genshop.engine import train
+from genshop.engine import check, train
 from genshop.errors import BadInputError
 from genshop.families import family_names, get_family
-from genshop.losses import get_loss
 from genshop.report import write_run_page
 from genshop.runs import CONFIG
 
@@ -44,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in family_names():
         cls = get_family(name)
         fp = sub.add_parser(name, help=cls.description, description=cls.description)
-        add_config_arguments(fp, cls.config_class)
+        add_config_arguments(fp, cls.config_class, cls.recipes)
         fp.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint")
         fp.add_argument("--dry-run", action="store_true",
@@ -57,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
     user = _absolute_data_path(user_options(args, cls.config_class))
     config = _resumed(cls, user) if args.resume else resolve_config(cls.config_class, user,
                                                                     cls.recipes)
-    _check_names(config)
-    warning = ema_warning(config)
-    if warning:
-        print(f"genshop: note: {warning}", file=sys.stderr)
+    if args.dry_run:
+        cls.check(config, get_dataset(config.data))
+    elif check(config, resume=args.resume) == config.steps:  # every check before any work
+        print(f"the run in {config.out} is already at step {config.steps}; give a larger "
+              "--steps to continue it")
+        return 0
+    for note in notes(config):
+        print(f"genshop: note: {note}", file=sys.stderr)
     if args.dry_run:
         print(to_json(config, cls.name))
         return 0
@@ -77,24 +80,36 @@ def run(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def ema_warning(config) -> str | None:
-    """A note when the EMA of G still remembers its initial weights at the last step.
+def notes(config) -> list[str]:
+    """What the user should know before a run starts, though it can run.
 
-    θ_ema after T steps gives the initial weights the share d^T (the average starts at them);
-    above 1 % the averaged sampler is visibly worse than the trained one.
+    - The EMA still remembers the initial weights at the last step: θ_ema after T steps gives
+      them the share d^T (the average starts at them); above 1 % the averaged sampler is visibly
+      worse than the trained one.
+    - A points file with fewer rows than a batch: batches are drawn with replacement, so each
+      repeats rows.
     """
+    out = []
     share = config.ema ** config.steps if config.ema > 0 else 0.0
-    if share <= 0.01:
-        return None
-    return (f"with --ema {config.ema} the initial weights still make up {share:.0%} of the "
-            f"averaged sampler after {config.steps} steps; use more steps or --ema 0")
+    if share > 0.01:
+        out.append(f"with --ema {config.ema} the initial weights still make up {share:.0%} of "
+                   f"the averaged sampler after {config.steps} steps; use more steps or --ema 0")
+    if is_points_file(config.data):
+        rows = get_dataset(config.data).training_set().shape[0]
+        if rows < config.batch_size:
+            out.append(f"--data {config.data} has {rows} points, fewer than --batch-size "
+                       f"{config.batch_size}: each batch draws them with replacement")
+    return out
 
 
 def _resumed(cls, user: dict):
     if "out" not in user:
         raise BadInputError("--resume needs --out RUN_DIR naming the run to continue")
     saved = read_config_json(Path(user["out"]))
-    saved.pop("family", None)
+    family = saved.pop("family", None)
+    if family != cls.name:
+        raise BadInputError(f"{user['out']} holds a {family} run, not a {cls.name} run; resume "
+                            f"it with `genshop train {family} --resume --out {user['out']}`")
     clashes = sorted(k for k, v in user.items() if k not in RESUMABLE and saved.get(k) != v)
     if clashes:
         raise BadInputError(f"option(s) {', '.join(clashes)} differ from the saved run; when "
@@ -114,9 +129,3 @@ def _absolute_data_path(user: dict) -> dict:
         return {**user, "data": str(Path(user["data"]).resolve())}
     return user
 
-
-def _check_names(config) -> None:
-    """Unknown data or loss names fail before any work, with the valid choices."""
-    get_dataset(config.data)
-    if hasattr(config, "loss"):
-        get_loss(config.loss)

@@ -26,6 +26,7 @@ import torch
 from genshop.data.files import is_points_file, load_points
 from genshop.data.images import MNIST
 from genshop.data.toy import GRID25, RING8, GaussianMixture2D
+from genshop.errors import UnknownNameError
 from genshop.registry import Registry
 
 
@@ -52,6 +53,9 @@ def get_dataset(name: str) -> Dataset:
     the valid ones."""
     if is_points_file(name):
         return load_points(name)
+    if name not in DATASETS:
+        raise UnknownNameError("data set", name, DATASETS.names(),
+                               also="a path ending in .npy to an (N, d) array of points")
     return DATASETS.get(name)
 
 

@@ -18,6 +18,8 @@ import torch
 from genshop.errors import BadInputError, DataError
 
 SUFFIX = ".npy"
+MAX_BYTES = 4 * 2**30
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def is_points_file(name: str) -> bool:
@@ -53,16 +55,35 @@ def load_points(path: str | Path) -> PointsFile:
     if not path.is_file():
         raise DataError(f"no points file {path}; give a .npy file of shape (N, d), e.g. saved "
                         "with numpy.save")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataError(f"{path} is not a readable .npy array ({err})") from None
+    array = _read_npy(path)
     if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 2:
         raise DataError(f"{path} must hold an array of shape (N, d) with N >= 2 points and "
                         f"d >= 2 dimensions, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise DataError(f"{path} must hold real numbers, got dtype {array.dtype}")
-    if not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).any(axis=1).sum())
-        raise DataError(f"{path} has {bad} rows with NaN or infinite values; drop or fix them")
-    return PointsFile(str(path), torch.from_numpy(array.astype(np.float32)))
+    with np.errstate(over="ignore"):  # values beyond float32's range become inf, refused below
+        points = np.asarray(array, dtype=np.float64).astype(np.float32)
+    if not np.isfinite(points).all():
+        bad = int((~np.isfinite(points)).any(axis=1).sum())
+        raise DataError(f"{path} has {bad} rows with NaN, infinite values or values beyond "
+                        f"float32's range (±{np.finfo(np.float32).max:.2g}); drop or fix them")
+    return PointsFile(str(path), torch.from_numpy(points))
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of a .npy file, its header checked against the file's size first (a header
+    that claims more data than the file holds is refused before anything is allocated)."""
+    with open(path, "rb") as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise DataError(f"{path} is not a NumPy .npy file (it lacks the format's first "
+                            "bytes); save an (N, d) array with numpy.save")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path} is a damaged or non-numeric .npy file ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:80]}); save an (N, d) array with "
+                        "numpy.save") from None
+    if array.size * array.itemsize > MAX_BYTES:
+        raise DataError(f"{path} holds {array.size * array.itemsize / 2**30:.1f} GiB; genshop "
+                        f"reads point files of up to {MAX_BYTES / 2**30:.0f} GiB")
+    return np.array(array)

@@ -8,6 +8,8 @@ are discovered, so adding `families/flow.py` needs no other edit). It declares
 * `name`, `description` (one line, the help of `genshop train <name>`);
 * `config_class`: a dataclass derived from `genshop.config.RunConfig` (its fields become the
   options of `genshop train <name>`), and `recipes`: data-set name → option overrides;
+* optionally `check(config, dataset)` (a classmethod): reject options that cannot work together
+  or with the data, before any work starts;
 * `__init__(config, dataset, device)`: build models and optimisers (seed already set);
 * `modules()` / `optimizers()`: name → object, saved in checkpoints and restored on resume;
 * `train_step(inp: StepInput) -> dict[str, float]`: one update on `inp.real`; noise must come
@@ -70,6 +72,11 @@ class Family(ABC):
     config_class: ClassVar[type[RunConfig]] = RunConfig
     recipes: ClassVar[dict[str, dict[str, Any]]] = {}
     description: ClassVar[str] = ""
+
+    @classmethod  # noqa: B027 (an optional hook: nothing to check by default)
+    def check(cls, config: Any, dataset: Any) -> None:
+        """Raise a BadInputError for options that cannot work together or with `dataset`;
+        runs before any work starts (`genshop.engine.check`)."""
 
     @abstractmethod
     def __init__(self, config: Any, dataset: Any, device: torch.device): ...

@@ -52,10 +52,14 @@ class FlowFamily(Family):
     description = "normalising flow (ExpmLinear + affine couplings) with exact likelihood"
     config_class = FlowConfig
 
-    def __init__(self, config: FlowConfig, dataset, device: torch.device):
+    @classmethod
+    def check(cls, config: FlowConfig, dataset) -> None:
         if dataset.kind != "points":
             raise BadInputError(f"the flow family models point data (e.g. ring8, grid25), "
                                 f"not {dataset.kind} ({dataset.name})")
+
+    def __init__(self, config: FlowConfig, dataset, device: torch.device):
+        self.check(config, dataset)
         train_set = dataset.training_set(seed=config.seed)  # the engine's training points
         self.flow = build_flow(config, dataset.shape[0]).standardize_with_(train_set).to(device)
         self.opt = adam(self.flow.parameters(), lr=config.lr)

@@ -90,10 +90,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the HQ share at this budget; EMA 0.9995 lost modes. The ring needs 7k steps, the grid 9k.
     "ring8": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
               "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 7000,
-              "threads": 1, BY_UPDATE: {"fused": FUSED_RING}},
+              BY_UPDATE: {"fused": FUSED_RING}},
     "grid25": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
-               "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 9000,
-               "threads": 1},
+               "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 9000},
 }
 # --- end of GAN recipes -----------------------------------------------------------------------
 
@@ -125,7 +124,8 @@ class PackedCritic(nn.Module):
 
 
 def build_nets(config: GanConfig, dataset) -> tuple[nn.Module, nn.Module]:
-    """MLPs for point data (critic packed when `pack` > 1), DCGAN-style nets for 1×28×28."""
+    """MLPs for point data (critic packed when `pack` > 1), DCGAN-style nets for 1×28×28
+    images (`GanFamily.check` refuses other data)."""
     if dataset.kind == "points":
         d = dataset.shape[0]
         G, D = mlp_pair(config.latent_dim, config.width, config.depth, d, config.activation,
@@ -135,13 +135,7 @@ def build_nets(config: GanConfig, dataset) -> tuple[nn.Module, nn.Module]:
                                 config.activation)
             D = PackedCritic(inner, config.pack)
         return G, D
-    if config.pack > 1:
-        raise BadInputError("--pack is implemented for the 2-D point critics only")
-    if dataset.kind == "images" and tuple(dataset.shape) == (1, 28, 28):
-        return dcgan_pair(config.latent_dim, config.width, config.spectral_norm,
-                          config.batch_norm)
-    raise BadInputError(f"the GAN family has nets for 2-D points and 1×28×28 images, not for "
-                        f"{dataset.kind} of shape {tuple(dataset.shape)}")
+    return dcgan_pair(config.latent_dim, config.width, config.spectral_norm, config.batch_norm)
 
 
 def adam_steps(opt: torch.optim.Optimizer) -> int:
@@ -157,13 +151,24 @@ class GanFamily(Family):
     config_class = GanConfig
     recipes = RECIPES
 
-    def __init__(self, config: GanConfig, dataset, device: torch.device):
+    @classmethod
+    def check(cls, config: GanConfig, dataset) -> None:
+        get_loss(config.loss)
         if config.batch_size % config.pack:
             raise BadInputError(f"--batch-size {config.batch_size} must be a multiple of "
                                 f"--pack {config.pack} (the critic judges packs of that size)")
         if config.d_steps > 1 and config.update == "fused":
             raise BadInputError("--d-steps > 1 needs --update alternating: the fused step "
                                 "updates D and G together, once each")
+        if config.pack > 1 and dataset.kind != "points":
+            raise BadInputError("--pack is implemented for the 2-D point critics only")
+        if dataset.kind != "points" and not (dataset.kind == "images"
+                                             and tuple(dataset.shape) == (1, 28, 28)):
+            raise BadInputError(f"the GAN family has nets for points and 1×28×28 images, not "
+                                f"for {dataset.kind} of shape {tuple(dataset.shape)}")
+
+    def __init__(self, config: GanConfig, dataset, device: torch.device):
+        self.check(config, dataset)
         self.config = config
         self.loss = get_loss(config.loss)
         G, D = build_nets(config, dataset)

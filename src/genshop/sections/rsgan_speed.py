@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genshop.claims import Verdict
+from genshop.claims import LEVEL, Verdict, paired_verdict, sign_test
 from genshop.data import get_dataset
 from genshop.engine import configure, train
 from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
@@ -77,16 +77,20 @@ def curves_figure(curves: dict[str, list[list[tuple[int, int, float]]]]):
 
 
 def verdict(times: dict[str, list[float]]) -> Verdict:
+    """RSGAN is faster when, over the paired seeds, it reaches the bar first significantly more
+    often than SGAN does (one-sided sign test at `claims.LEVEL`, tied seeds dropped); slower
+    when SGAN does; else inconclusive."""
     sgan, rsgan = times["nsgan"], times["rsgan"]
     faster = sum(r < s for r, s in zip(rsgan, sgan, strict=True))
     slower = sum(r > s for r, s in zip(rsgan, sgan, strict=True))
     med_s, med_r = statistics.median(sgan), statistics.median(rsgan)
-    holds = med_r < med_s and faster > slower
-    return Verdict("holds" if holds else "does not hold", (
+    return Verdict(paired_verdict(faster, slower), (
         f"steps until 8/8 modes and >= {QUALITY_HQ:.0f}% high-quality samples on ring8 (recipe "
         f"without EMA, alternating update, evaluated every {EVAL_EVERY} steps, inf = not within "
         f"{MAX_STEPS}): median SGAN {med_s:g} vs RSGAN {med_r:g}; RSGAN faster in {faster}, "
-        f"slower in {slower} of {len(sgan)} paired seeds"))
+        f"slower in {slower} of {len(sgan)} paired seeds (rule: one-sided sign test at "
+        f"{LEVEL:g}, p = {sign_test(faster, slower):.2f} for faster, "
+        f"{sign_test(slower, faster):.2f} for slower)"))
 
 
 @section("rsgan_speed", "RSGAN vs SGAN: steps to a sample-quality bar on the ring", order=46)
