@@ -68,8 +68,9 @@ def test_the_engine_writes_data_and_the_report_command_draws_the_page(tmp_path, 
     run_dir = tmp_path / "r"
     genshop.train(configure("gan", steps=4, width=8, depth=1, batch_size=16, log_every=2,
                             sample_every=2, out=str(run_dir)), progress=False)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json",
-                                                         "metrics.jsonl", "samples"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoint.pt",
+                                                         "config.json", "metrics.jsonl",
+                                                         "samples"]
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"step": 6, "d_lo')  # a line torn by a kill
     assert main(["report", str(run_dir)]) == 0

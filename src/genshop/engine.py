@@ -53,7 +53,16 @@ from genshop.data import get_dataset
 from genshop.errors import BadInputError, TrainingDiverged
 from genshop.families import Family, StepInput, family_of, get_family, share
 from genshop.plots import samples_figure, save_figure
-from genshop.runs import CHECKPOINT, CONFIG, METRICS, SAMPLES, Run, read_metrics
+from genshop.runs import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    SAMPLES,
+    Run,
+    check_unowned,
+    owned,
+    read_metrics,
+)
 from genshop.threads import torch_threads
 
 Evaluate = Callable[[int, nn.Module], dict[str, float]]
@@ -218,6 +227,12 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
+def _non_finite_weights(family: Family) -> int:
+    """How many parameters and buffers of the family's modules are NaN or infinite."""
+    return sum(int((~t.isfinite()).sum()) for m in family.modules().values()
+               for t in m.state_dict().values() if t.is_floating_point())
+
+
 def _all_finite_and_stop(losses: dict[str, float], stop: bool, d: _Dist) -> tuple[bool, bool]:
     finite = all(math.isfinite(v) for v in losses.values())
     if d.world_size == 1:
@@ -239,6 +254,7 @@ def check(config: RunConfig, *, resume: bool = False,
     ckpt_path = run_dir / CHECKPOINT
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInputError(f"--out {run_dir} is a file; name a folder for the run")
+    check_unowned(run_dir)
     if resume:
         reached = int(checkpoint.load(ckpt_path)["step"])
         if reached > config.steps:
@@ -248,7 +264,8 @@ def check(config: RunConfig, *, resume: bool = False,
     if ckpt_path.exists():
         raise BadInputError(f"{run_dir} already holds a run; add --resume to continue it or "
                             "choose another --out")
-    elif run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / CONFIG).is_file():
+    elif (run_dir.is_dir() and not (run_dir / CONFIG).is_file()
+          and any(not p.name.startswith(".") for p in run_dir.iterdir())):
         raise BadInputError(f"--out {run_dir} is a folder with other files in it, not a genshop "
                             "run; choose a new or empty folder")
     return 0
@@ -298,7 +315,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True,
         if config.batch_size % d.world_size:
             raise BadInputError(f"batch size {config.batch_size} does not split over "
                                 f"{d.world_size} processes; use a multiple of {d.world_size}")
-        with torch_threads(config.threads):
+        owner = owned(config.out) if d.is_main else contextlib.nullcontext()
+        with owner, torch_threads(config.threads):
             return _train(family_cls, config, resume, progress, d, ckpt_path, evaluate)
     finally:
         if d.owns_group:
@@ -326,6 +344,8 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
         save_config(config, family.name, run_dir)
         if resume:
             _truncate_metrics(run_dir, step)
+        else:  # a run that stopped before its first checkpoint starts again from nothing
+            (run_dir / METRICS).unlink(missing_ok=True)
     train_set = dataset.training_set(seed=config.seed).to(device)
     loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate)
     return loop.run(step, progress)
@@ -342,10 +362,11 @@ class _Loop:
     d: _Dist
     run_dir: Path
     evaluate: Evaluate | None = None
+    last_saved: int | None = None  # the step of the latest checkpoint
 
     def run(self, step: int, progress: bool) -> Run:
         cfg, stop = self.config, _StopRequest()
-        last_saved = step if step else None
+        self.last_saved = step if step else None
         bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and self.d.is_main),
                    desc=f"{self.family.name} {cfg.data}", dynamic_ncols=True)
         start, start_step = time.perf_counter(), step
@@ -355,7 +376,9 @@ class _Loop:
                 losses = self.family.train_step(self._input())
                 finite, stopping = _all_finite_and_stop(losses, stop.requested, self.d)
                 if not finite:
-                    self._diverged(losses, step + 1, last_saved)
+                    bad = ", ".join(f"{k} = {v}" for k, v in losses.items()
+                                    if not math.isfinite(v))
+                    self._diverged(f"{bad} at step {step + 1}")
                 step += 1
                 if self.ema:
                     self.ema.update(self.family.sampler())
@@ -368,10 +391,10 @@ class _Loop:
                 if cfg.sample_every and step % cfg.sample_every == 0:
                     self._snapshot(step)
                 if step % cfg.checkpoint_every == 0 or stopping:
-                    last_saved = self._save(step)
+                    self._save(step)
                 if stopping:
                     return self._result(step, interrupted=True)
-        if last_saved != step:
+        if self.last_saved != step:
             self._save(step)
         if not cfg.sample_every or step % cfg.sample_every:
             self._snapshot(step)
@@ -391,12 +414,11 @@ class _Loop:
         local = torch.cat([share(b, self.d.rank, self.d.world_size) for b in real.split(n)])
         return StepInput(local, self.generator, self.d.rank, self.d.world_size)
 
-    def _diverged(self, losses: dict[str, float], step: int, last_saved: int | None) -> None:
-        bad = ", ".join(f"{k} = {v}" for k, v in losses.items() if not math.isfinite(v))
-        kept = (f"the last good checkpoint (step {last_saved}) is kept in {self.run_dir}"
-                if last_saved is not None else "no checkpoint had been written yet")
-        raise TrainingDiverged(f"{bad} at step {step}; training stopped and {kept}; lower the "
-                               "learning rates or try another loss")
+    def _diverged(self, what: str) -> None:
+        kept = (f"the last good checkpoint (step {self.last_saved}) is kept in {self.run_dir}"
+                if self.last_saved is not None else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"{what}; training stopped and {kept}; lower the learning rates "
+                               "or try another loss")
 
     def _evaluation(self, step: int) -> dict[str, float]:
         if not (self.evaluate and self.d.is_main):
@@ -416,10 +438,13 @@ class _Loop:
             _snapshot(self.family, net, self.dataset, self.train_set, step,
                       self.run_dir / SAMPLES / f"step_{step:07d}.png", self.config.seed)
 
-    def _save(self, step: int) -> int:
+    def _save(self, step: int) -> None:
+        bad = _non_finite_weights(self.family)
+        if bad:
+            self._diverged(f"{bad} weights became NaN or infinite by step {step}")
         if self.d.is_main:
             state = _state(self.family, self.ema, step, self.config, self.generator)
             checkpoint.save_atomic(state, self.run_dir / CHECKPOINT)
         if self.d.world_size > 1:
             dist.barrier()
-        return step
+        self.last_saved = step

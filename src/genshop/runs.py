@@ -9,7 +9,11 @@ checkpoint; the EMA weights are used when the run kept them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from genshop.errors import BadInputError, DataError
 from genshop.families import Family, get_family
 
 CONFIG = "config.json"
+LOCK = ".lock"  # held (flock) by the process training into the folder
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
@@ -48,6 +53,44 @@ class Run:
             raise BadInputError(f"cannot draw {n} samples; ask for n >= 0")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return self.family.sample(self.net, n, generator).float().cpu()
+
+
+@contextlib.contextmanager
+def owned(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory for one process: an exclusive `flock` on `run_dir/.lock` for as
+    long as the block runs. A second process fails at once with a BadInputError naming the
+    owner; the kernel drops the lock when its process ends, however it ends (kill -9 too), so a
+    lock file left behind is never stale."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock_or_refuse(fd, run_dir)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def check_unowned(run_dir: str | Path) -> None:
+    """Raise the BadInputError of `owned` if another process holds `run_dir` now."""
+    path = Path(run_dir) / LOCK
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            _lock_or_refuse(fd, Path(run_dir))
+        finally:
+            os.close(fd)
+
+
+def _lock_or_refuse(fd: int, run_dir: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        raise BadInputError(f"another process (pid {owner}) is training into {run_dir}; "
+                            "wait for it or choose another --out") from None
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
