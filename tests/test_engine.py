@@ -17,7 +17,7 @@ import torch
 from genshop import checkpoint
 from genshop.config import from_dict, read_config_json
 from genshop.data import get_dataset
-from genshop.engine import CHECKPOINT, _seed_everything, lr_factor, train
+from genshop.engine import CHECKPOINT, _seed_everything, configure, lr_factor, train
 from genshop.errors import DataError, TrainingDiverged
 from genshop.families import StepInput
 from genshop.families.gan import GanConfig, GanFamily
@@ -259,3 +259,42 @@ def test_samples_figure_draws_points_over_the_data_and_images_as_a_grid():
     ax = samples_figure(images, "i").axes[0]
     np.testing.assert_array_equal(ax.images[0].get_array(), image_grid(images[:64]))
     assert ax.get_title() == "i"
+
+
+class CountingFamily(GanFamily):
+    name = "counting"
+
+    def train_step(self, inp):
+        super().train_step(inp)
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"v": float(self.calls)}
+
+
+def test_metrics_lines_hold_means_over_their_window_also_across_a_resume(tmp_path):
+    train(tiny(tmp_path / "w", steps=10, log_every=5), progress=False, family=CountingFamily)
+    logged = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["v"]) for r in logged] == [(5, 3.0), (10, 8.0)]  # means of 1-5, 6-10
+    straight = [{k: v for k, v in r.items() if k != "it_per_s"} for r in
+                _metrics(train, tiny(tmp_path / "a", steps=12, log_every=5))]
+    cut = train(tiny(tmp_path / "b", steps=12, log_every=5), progress=False,
+                family=InterruptAtStep4)  # Ctrl-C in the middle of the first window
+    assert cut.interrupted and cut.step == 4
+    resumed = _metrics(train, tiny(tmp_path / "b", steps=12, log_every=5), resume=True)
+    assert straight == [{k: v for k, v in r.items() if k != "it_per_s"} for r in resumed]
+
+
+def _metrics(fn, config, **options):
+    fn(config, progress=False, **options)
+    lines = (Path(config.out) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines]
+
+
+def test_flow_logs_a_held_out_nll_from_its_own_generator(tmp_path):
+    config = configure("flow", steps=4, blocks=1, hidden=8, batch_size=32, log_every=2,
+                       sample_every=0, out=str(tmp_path / "f"))
+    torch.manual_seed(3)
+    run = train(config, progress=False)
+    logged = [json.loads(x) for x in (tmp_path / "f" / "metrics.jsonl").read_text().splitlines()]
+    points = get_dataset("ring8").sample(2048, torch.Generator().manual_seed(config.seed + 1))
+    with torch.no_grad():
+        assert logged[-1]["held_out_nll"] == pytest.approx(run.net.nll(points).item(), rel=1e-6)

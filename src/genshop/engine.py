@@ -6,8 +6,9 @@ module owns the rest:
 
 * data order and step noise come from the engine's own `torch.Generator` (seeded by the config);
   each step draws global-batch indices into the fixed training set, every process takes its share;
-* progress bar (tqdm: losses, it/s, ETA), `metrics.jsonl` every `log_every` steps, sample
-  snapshots (scatter PNG for points, image grid for images) every `sample_every` steps;
+* progress bar (tqdm: losses, it/s, ETA), `metrics.jsonl` every `log_every` steps (each
+  quantity the mean over the steps since the previous line), sample snapshots
+  (scatter PNG for points, image grid for images) every `sample_every` steps;
 * learning rates follow `config.lr_schedule` (constant or cosine), set from the step each time;
 * EMA of the family's sampler: θ_ema ← d·θ_ema + (1 − d)·θ after each step (buffers copied);
 * it writes data only (`config.json`, `metrics.jsonl`, checkpoints, snapshot PNGs, laid out as
@@ -37,7 +38,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +333,8 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
     family = family_cls(config, dataset, device)
     generator = torch.Generator().manual_seed(config.seed)
     ema = _Ema(family.sampler(), config.ema) if config.ema > 0 else None
-    step = _restore(checkpoint.load(ckpt_path), family, ema, generator) if resume else 0
+    state = checkpoint.load(ckpt_path) if resume else {}
+    step = _restore(state, family, ema, generator) if resume else 0
     if d.world_size > 1:
         for m in family.modules().values():
             for t in m.state_dict().values():
@@ -347,8 +349,29 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
         else:  # a run that stopped before its first checkpoint starts again from nothing
             (run_dir / METRICS).unlink(missing_ok=True)
     train_set = dataset.training_set(seed=config.seed).to(device)
-    loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate)
+    loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate,
+                 _Window(**state.get("log_window", {})))
     return loop.run(step, progress)
+
+
+@dataclass
+class _Window:
+    """Sums of the logged quantities over the steps since the last metrics line: each line
+    holds their means, so a single batch's outlier (a flow's rare far point) cannot pose as the
+    run's state. Checkpointed, so a resumed run logs what an uninterrupted one does."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+
+    def take(self) -> dict[str, float]:
+        means = {k: v / self.steps for k, v in self.sums.items()}
+        self.sums, self.steps = {}, 0
+        return means
 
 
 @dataclass
@@ -362,6 +385,7 @@ class _Loop:
     d: _Dist
     run_dir: Path
     evaluate: Evaluate | None = None
+    window: _Window = field(default_factory=lambda: _Window())
     last_saved: int | None = None  # the step of the latest checkpoint
 
     def run(self, step: int, progress: bool) -> Run:
@@ -380,13 +404,15 @@ class _Loop:
                                     if not math.isfinite(v))
                     self._diverged(f"{bad} at step {step + 1}")
                 step += 1
+                self.window.add(losses)
                 if self.ema:
                     self.ema.update(self.family.sampler())
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     rate = (step - start_step) / (time.perf_counter() - start)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                    self._log({"step": step, **losses, "it_per_s": rate,
+                    means = self.window.take()
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                    self._log({"step": step, **means, "it_per_s": rate,
                                **self._evaluation(step)})
                 if cfg.sample_every and step % cfg.sample_every == 0:
                     self._snapshot(step)
@@ -421,11 +447,13 @@ class _Loop:
                                "or try another loss")
 
     def _evaluation(self, step: int) -> dict[str, float]:
-        if not (self.evaluate and self.d.is_main):
+        """The family's own measures of the sampler (`Family.evaluate`), then the caller's."""
+        if not self.d.is_main:
             return {}
         net = self.ema.net if self.ema else self.family.sampler()
         with inference(net):
-            return self.evaluate(step, net)
+            return {**self.family.evaluate(net),
+                    **(self.evaluate(step, net) if self.evaluate else {})}
 
     def _log(self, record: dict[str, float]) -> None:
         if self.d.is_main:
@@ -444,6 +472,7 @@ class _Loop:
             self._diverged(f"{bad} weights became NaN or infinite by step {step}")
         if self.d.is_main:
             state = _state(self.family, self.ema, step, self.config, self.generator)
+            state["log_window"] = asdict(self.window)
             checkpoint.save_atomic(state, self.run_dir / CHECKPOINT)
         if self.d.world_size > 1:
             dist.barrier()

@@ -19,7 +19,8 @@ are discovered, so adding `families/flow.py` needs no other edit). It declares
 * `sample(net, n, generator) -> Tensor`: n samples from `net` (the sampler or its EMA copy);
   N×d for points, N×C×H×W in [0, 1] for images;
 * optionally `real_batches()`: how many batches of `batch_size` points `inp.real` holds (1; the
-  GAN family asks for one per critic update), and `extra_state()` / `load_extra_state(state)`:
+  GAN family asks for one per critic update), `evaluate(net)`: measures of the sampler logged
+  at every logged step (the flow's held-out NLL), and `extra_state()` / `load_extra_state(state)`:
   plain values a resumed run needs besides modules and optimisers (checkpointed with them).
 
 The engine owns everything else: data order, progress, metrics, snapshots, EMA, checkpoints,
@@ -100,6 +101,11 @@ class Family(ABC):
     def real_batches(self) -> int:
         """Batches of `batch_size` real points one `StepInput` carries (concatenated)."""
         return 1
+
+    def evaluate(self, net: nn.Module) -> dict[str, float]:
+        """Measures of the sampler `net` logged at every logged step (eval mode, no autograd);
+        they must draw from their own `torch.Generator`, never the global RNG."""
+        return {}
 
     def extra_state(self) -> dict[str, Any]:
         """Plain values besides modules and optimisers that a resumed run needs (checkpointed)."""
