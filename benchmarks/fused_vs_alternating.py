@@ -1,48 +1,123 @@
-"""Time per iteration: the single-loss (fused) GAN step against the alternating step.
+"""Time per iteration: the single-loss GAN step (`steps.fused_step`) against the alternating step.
 
 Post: "巧断梯度：单个loss实现GAN模型" (a GAN with a single loss via stop-gradient), kexue.fm
-archives/6387, which claims the fused step saves time (one G forward and one backward fewer) at
-the cost of memory (all graphs alive at once), without giving numbers.
+archives/6387, which claims the single-loss step saves time (one G forward and one backward
+fewer) at the cost of memory (all graphs alive at once), without giving numbers.
 
 For the 2-D MLP pair and the 28×28 DCGAN pair of `genshop.nets` at batch 64 on CPU, and for each
 loss asked for: first checks in float64 that one backward of `steps.fused_loss` gives the two-loss
 gradients (exit 1 otherwise), then measures the peak bytes autograd keeps for backward during one
-step of each mode, then times `steps.fused_step` and `steps.alternating_step` interleaved in this
-process (same nets, Adam with the fused CPU kernel, fixed batches) and prints medians. The last line
-is the alternating/fused ratio of the medians.
+step of each mode, then times the modes interleaved in this process (same nets, the same Adam for
+both, fixed batches) and prints medians. The last lines are alternating/fused ratios.
 
     .venv/bin/python benchmarks/fused_vs_alternating.py [--rounds 25] [--threads 1]
         [--batch 64] [--pair mlp-2d|dcgan-28 ...] [--loss NAME ...] [--warmup STEPS]
-        [--critic-calls auto|separate|shared]
+        [--critic-calls auto|separate|shared ...] [--against REV]
 
-A large `--batch` (e.g. 2048 for mlp-2d) shows the compute-bound ratio, where fixed per-step
-overheads no longer count. `--warmup STEPS` first trains the pair that many fused steps on the
-fixed batch, so the timing starts from a critic that separates the batches (a hinge critic then
-puts fake logits beyond its margin, where the shared critic forward recomputes those rows, or
-for a convolutional critic with most rows beyond runs a backward chain seeded with the G loss's
-gradient; see `steps._NestedSharedCall`).
+`--critic-calls` (repeatable) times one single-loss step per arrangement of the critic calls
+("separate": the plain step; "shared": one critic forward on G(z), `genshop.shared_critic`).
+`--against REV` also times `src/genshop/steps.py` as it is in the git revision REV, imported
+beside the working tree's, in the same interleaved rounds: its ratios are printed next to the
+working tree's, and the ratio of the two single-loss steps' times. A large `--batch` (e.g. 2048
+for mlp-2d) shows the compute-bound ratio, where fixed per-step overheads no longer count.
+`--warmup STEPS` first trains the pair that many single-loss steps on the fixed batch, so the
+timing starts from a critic that separates the batches (a hinge critic then puts fake logits
+beyond its margin, the rows the shared critic forward recomputes).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import statistics
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from operator import truediv
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
 
 from genshop import losses, nets, steps
 from genshop.families import adam
-from genshop.sections.gan_losses import StepRunner, step_runners
 from genshop.timing import time_interleaved
 
 PAIRS = {  # name: (make (G, D), shape of one real sample, steps per timed round at batch 64)
     "mlp-2d": (nets.mlp_pair, (2,), 20),
     "dcgan-28": (nets.dcgan_pair, (1, 28, 28), 2),
 }
+ADAM = {"betas": (0.5, 0.999), "fused": True}  # Adam's one-kernel CPU update, for every mode
+
+
+@dataclass
+class StepRunner:
+    """One training step on its own nets and optimiser, callable without arguments."""
+
+    step: Callable[[], dict[str, float]]
+    nets: tuple[nn.Module, nn.Module]
+
+    def __call__(self) -> dict[str, float]:
+        return self.step()
+
+
+def fused_runner(module: ModuleType, G: nn.Module, D: nn.Module, loss: losses.GanLoss,
+                 real: Tensor, z: Tensor, critic_calls: str = "auto",
+                 lr: float = 2e-4) -> StepRunner:
+    """`module.fused_step` on copies of (G, D) with one Adam over both."""
+    G, D = copy.deepcopy(G), copy.deepcopy(D)
+    opt = module.fused_optimizer(G, D, torch.optim.Adam, lr_d=lr, lr_g=lr, **ADAM)
+    return StepRunner(lambda: module.fused_step(G, D, loss, opt, real, z,
+                                                critic_calls=critic_calls), (G, D))
+
+
+def alternating_runner(module: ModuleType, G: nn.Module, D: nn.Module, loss: losses.GanLoss,
+                       real: Tensor, z_d: Tensor, z_g: Tensor, lr: float = 2e-4) -> StepRunner:
+    """`module.alternating_step` on copies of (G, D) with an Adam each."""
+    G, D = copy.deepcopy(G), copy.deepcopy(D)
+    opt_d, opt_g = (torch.optim.Adam(net.parameters(), lr=lr, **ADAM) for net in (D, G))
+    return StepRunner(lambda: module.alternating_step(G, D, loss, opt_d, opt_g, real, z_d, z_g),
+                      (G, D))
+
+
+def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor, *,
+                 modules: dict[str, ModuleType] | None = None,
+                 critic_calls: tuple[str, ...] = ("auto",),
+                 seed: int = 0) -> dict[str, StepRunner]:
+    """For each steps module (label → module; default: this tree's `genshop.steps`): a
+    single-loss step per arrangement in `critic_calls` and an alternating step, each on its own
+    copy of (G, D). Fixed latent batches: z for the single-loss step and the D step, a second z
+    for the G step, so the modes differ only in the step."""
+    gen = torch.Generator().manual_seed(seed)
+    z_d, z_g = (torch.randn(real.shape[0], G.latent_dim, generator=gen) for _ in range(2))
+    runners = {}
+    for label, module in (modules or {"": steps}).items():
+        prefix = f"{label} " if label else ""
+        for calls in critic_calls:
+            name = prefix + ("fused" if calls == "auto" else f"fused/{calls}")
+            runners[name] = fused_runner(module, G, D, loss, real, z_d, calls)
+        runners[prefix + "alternating"] = alternating_runner(module, G, D, loss, real, z_d, z_g)
+    return runners
+
+
+def steps_at(revision: str) -> ModuleType:
+    """`src/genshop/steps.py` of a git revision, imported as a module of its own."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(["git", "show", f"{revision}:src/genshop/steps.py"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    name = f"genshop_steps_{revision.replace('/', '_').replace('~', '_').replace('^', '_')}"
+    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix=name, delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(name, f.name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    Path(f.name).unlink()
+    return module
 
 
 class SavedTensorMeter:
@@ -87,22 +162,28 @@ class _Saved:
         self.meter.release(self.ptr, self.nbytes)
 
 
-def peak_saved_mib(run: StepRunner, nets_: tuple[nn.Module, ...]) -> float:
-    meter = SavedTensorMeter(nets_)
+def peak_saved_mib(run: StepRunner) -> float:
+    meter = SavedTensorMeter(run.nets)
     with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
         run()
     return meter.peak / 2**20
 
 
-def gradient_gap(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor) -> float:
+def gradient_gap(module: ModuleType, G: nn.Module, D: nn.Module, loss: losses.GanLoss,
+                 real: Tensor, critic_calls: str) -> float:
     G64, D64 = copy.deepcopy(G).double(), copy.deepcopy(D).double()
     z = torch.randn(real.shape[0], G.latent_dim, dtype=torch.float64)
-    gap = steps.gradient_gap(G64, D64, loss, real.double(), z)
+
+    def single_loss(*a):
+        return module.fused_loss(*a, critic_calls=critic_calls)
+
+    gap = steps.gradient_gap(G64, D64, loss, real.double(), z, construction=single_loss)
     return max(gap["d_grad"], gap["g_grad"], gap["value"])
 
 
 def warm_up(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor, count: int) -> str:
-    """`count` fused steps (Adam 2e-4) on `real` with fresh noise; how many fake logits end < −1."""
+    """`count` single-loss steps (Adam 2e-4) on `real` with fresh noise; the share of fake
+    logits that end < −1."""
     opt = steps.fused_optimizer(G, D, adam, 2e-4, 2e-4, betas=(0.5, 0.999))
     for _ in range(count):
         steps.fused_step(G, D, loss, opt, real, torch.randn(real.shape[0], G.latent_dim))
@@ -121,25 +202,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="nets to time (repeatable; default: all)")
     parser.add_argument("--loss", action="append", default=None,
                         help="loss name (repeatable; default: hinge, the post's, and rsgan)")
-    parser.add_argument("--critic-calls", choices=steps.CRITIC_CALLS, default="auto",
-                        help="how the fused step arranges its critic calls (see genshop.steps; "
-                             "auto: shared for per-sample critics, else separate)")
+    parser.add_argument("--critic-calls", action="append", choices=steps.CRITIC_CALLS,
+                        default=None, help="arrangement of the single-loss step's critic calls "
+                        "(repeatable; default: auto, see genshop.steps.fused_terms)")
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="also time steps.py of this git revision, interleaved")
     parser.add_argument("--warmup", type=int, default=0,
-                        help="fused training steps before timing (default 0: fresh nets)")
+                        help="single-loss training steps before timing (default 0: fresh nets)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.loss or ["hinge", "rsgan"]
+    calls = tuple(args.critic_calls or ["auto"])
+    modules = {"": steps}
+    if args.against:
+        modules[args.against] = steps_at(args.against)
 
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
-          f"{args.rounds} interleaved rounds, Adam (fused CPU kernel)")
-    header = (f"{'pair':10s} {'loss':8s} {'mode':12s} {'median ms':>10s} {'IQR ms':>13s} "
+          f"{args.rounds} interleaved rounds, Adam(fused=True) for every mode")
+    header = (f"{'pair':10s} {'loss':8s} {'mode':24s} {'median ms':>10s} {'IQR ms':>13s} "
               f"{'peak saved MiB':>15s} {'grad gap':>9s}")
     print(header)
     print("-" * len(header))
-    ratios, paired = [], []
+    ratios, paired, versus = [], [], []
     for pair in args.pair or list(PAIRS):
-        make, sample_shape, calls = PAIRS[pair]
-        shape, calls = (args.batch, *sample_shape), max(1, calls * 64 // args.batch)
+        make, sample_shape, per_round = PAIRS[pair]
+        shape, per_round = (args.batch, *sample_shape), max(1, per_round * 64 // args.batch)
         for name in names:
             loss = losses.get_loss(name)
             torch.manual_seed(0)
@@ -147,22 +234,40 @@ def main(argv: list[str] | None = None) -> int:
             real = torch.rand(shape)
             if args.warmup:
                 print(f"{pair} {name}: {warm_up(G, D, loss, real, args.warmup)}")
-            gap = gradient_gap(G, D, loss, real)
-            if gap > 1e-10:
-                print(f"{pair} {name}: fused gradients differ from the two-loss gradients by "
-                      f"{gap:.3g}; not timing", file=sys.stderr)
+            gaps = {(label, c): gradient_gap(module, G, D, loss, real, c)
+                    for label, module in modules.items() for c in calls}
+            if max(gaps.values()) > 1e-10:
+                print(f"{pair} {name}: single-loss gradients differ from the two-loss gradients "
+                      f"by {max(gaps.values()):.3g}; not timing", file=sys.stderr)
                 return 1
-            runners = step_runners(G, D, loss, real, critic_calls=args.critic_calls)
-            memory = {mode: peak_saved_mib(run, run.nets) for mode, run in runners.items()}
-            times = time_interleaved(runners, args.rounds, calls)
+            runners = step_runners(G, D, loss, real, modules=modules, critic_calls=calls)
+            memory = {mode: peak_saved_mib(run) for mode, run in runners.items()}
+            times = time_interleaved(runners, args.rounds, per_round)
+            gap = max(gaps.values())
             for mode, t in times.items():
                 q1, _, q3 = statistics.quantiles(t, n=4)
-                print(f"{pair:10s} {name:8s} {mode:12s} {1e3 * statistics.median(t):10.3f} "
+                print(f"{pair:10s} {name:8s} {mode:24s} {1e3 * statistics.median(t):10.3f} "
                       f"{1e3 * q1:6.2f}–{1e3 * q3:6.2f} {memory[mode]:15.2f} {gap:9.1e}")
-            ratio = statistics.median(times["alternating"]) / statistics.median(times["fused"])
-            ratios.append(f"{pair}/{name} {ratio:.2f}x")
-            per_round = map(truediv, times["alternating"], times["fused"])
-            paired.append(f"{pair}/{name} {statistics.median(per_round):.2f}x")
+            for label in modules:
+                prefix = f"{label} " if label else ""
+                alternating = times[prefix + "alternating"]
+                for c in calls:
+                    fused = times[prefix + ("fused" if c == "auto" else f"fused/{c}")]
+                    tag = f"{pair}/{name}" + ("" if c == "auto" else f"/{c}") + \
+                        (f" ({label})" if label else "")
+                    ratio = statistics.median(alternating) / statistics.median(fused)
+                    ratios.append(f"{tag} {ratio:.3f}x")
+                    per = statistics.median(map(truediv, alternating, fused))
+                    paired.append(f"{tag} {per:.3f}x")
+            if args.against:
+                for c in calls:
+                    mode = "fused" if c == "auto" else f"fused/{c}"
+                    per = statistics.median(map(truediv, times[mode],
+                                                times[f"{args.against} {mode}"]))
+                    versus.append(f"{pair}/{name}/{c} {per:.3f}")
+    if versus:
+        print(f"single-loss step time, this tree / {args.against} (median of per-round "
+              "ratios): " + ", ".join(versus))
     print("median of per-round ratios (less sensitive to load drift): " + ", ".join(paired))
     print("ratio alternating/fused (medians): " + ", ".join(ratios))
     return 0

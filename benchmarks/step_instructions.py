@@ -1,4 +1,4 @@
-"""Instructions per iteration: the single-loss (fused) GAN step against the alternating step.
+"""Instructions per iteration: the single-loss GAN step against the alternating step.
 
 Post: "巧断梯度：单个loss实现GAN模型" (a GAN with a single loss via stop-gradient), kexue.fm
 archives/6387. Wall-clock ratios on a shared CPU move by ±5 % from one run to the next
@@ -9,7 +9,10 @@ the same set-up, and divides the difference by the extra steps (the set-up and t
 import cancel). Same nets, batches and optimiser as the timing benchmark (`step_runners`).
 The last line is the alternating/fused ratio of instructions per step.
 
-    .venv/bin/python benchmarks/step_instructions.py [--loss NAME ...] [--jobs 2]
+    .venv/bin/python benchmarks/step_instructions.py [--loss NAME ...] [--jobs 2] [--against REV]
+
+`--against REV` also counts the steps of `src/genshop/steps.py` as it is in the git revision
+REV (see `fused_vs_alternating.steps_at`) and prints its ratios beside the working tree's.
 
 For the 2-D MLP pair only, whose step is overhead-bound and whose timing is the noisiest: under
 callgrind the DCGAN pair's convolutions run for hours. Needs valgrind (Debian's package); each
@@ -31,30 +34,33 @@ PAIR, FEW, MANY = "mlp-2d", 10, 110  # steps per callgrind run: the difference i
 MODES = ("fused", "alternating")
 
 
-def run_steps(pair: str, loss_name: str, mode: str, steps: int) -> None:
-    """Set up as the timing benchmark does, warm up 3 steps, then run `steps` steps of `mode`."""
+def run_steps(pair: str, loss_name: str, mode: str, steps: int, revision: str = "") -> None:
+    """Set up as the timing benchmark does, warm up 3 steps, then run `steps` steps of `mode`
+    (of the steps module of git revision `revision`, if given)."""
     import torch
 
     from genshop import losses
-    from genshop.sections.gan_losses import step_runners
+    from genshop import steps as this_tree
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from fused_vs_alternating import PAIRS
+    from fused_vs_alternating import PAIRS, step_runners, steps_at
 
     torch.set_num_threads(1)
     make, sample_shape, _ = PAIRS[pair]
     torch.manual_seed(0)
     G, D = make()
-    run = step_runners(G, D, losses.get_loss(loss_name), torch.rand(64, *sample_shape))[mode]
+    module = steps_at(revision) if revision else this_tree
+    run = step_runners(G, D, losses.get_loss(loss_name), torch.rand(64, *sample_shape),
+                       modules={"": module})[mode]
     for _ in range(3 + steps):
         run()
 
 
-def instructions(pair: str, loss_name: str, mode: str, steps: int) -> int:
+def instructions(pair: str, loss_name: str, mode: str, steps: int, revision: str = "") -> int:
     """Instructions callgrind counts for a whole `run_steps` process."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-               sys.executable, __file__, "--run", pair, loss_name, mode, str(steps)]
+               sys.executable, __file__, "--run", pair, loss_name, mode, str(steps), revision]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if not found:
@@ -62,8 +68,8 @@ def instructions(pair: str, loss_name: str, mode: str, steps: int) -> int:
     return int(found.group(1))
 
 
-def per_step(loss_name: str, mode: str, pool: ThreadPoolExecutor) -> float:
-    low, high = pool.map(lambda n: instructions(PAIR, loss_name, mode, n), (FEW, MANY))
+def per_step(loss_name: str, mode: str, pool: ThreadPoolExecutor, revision: str = "") -> float:
+    low, high = pool.map(lambda n: instructions(PAIR, loss_name, mode, n, revision), (FEW, MANY))
     return (high - low) / (MANY - FEW)
 
 
@@ -72,24 +78,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", action="append", default=None,
                         help="loss name (repeatable; default: hinge and rsgan)")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at once")
-    parser.add_argument("--run", nargs=4, metavar=("PAIR", "LOSS", "MODE", "STEPS"),
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="also count the steps of steps.py at this git revision")
+    parser.add_argument("--run", nargs=5, metavar=("PAIR", "LOSS", "MODE", "STEPS", "REV"),
                         help=argparse.SUPPRESS)  # the process callgrind counts
     args = parser.parse_args(argv)
     if args.run:
-        pair, loss_name, mode, steps = args.run
-        run_steps(pair, loss_name, mode, int(steps))
+        pair, loss_name, mode, steps, revision = args.run
+        run_steps(pair, loss_name, mode, int(steps), revision)
         return 0
     if not shutil.which("valgrind"):
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    print(f"{'pair':10s} {'loss':8s} {'mode':12s} {'instructions/step':>18s}")
+    print(f"{'pair':10s} {'loss':8s} {'steps.py':10s} {'mode':12s} {'instructions/step':>18s}")
     ratios = []
+    revisions = ["", args.against] if args.against else [""]
     with ThreadPoolExecutor(args.jobs) as pool:
         for name in args.loss or ["hinge", "rsgan"]:
-            counts = {mode: per_step(name, mode, pool) for mode in MODES}
-            for mode, count in counts.items():
-                print(f"{PAIR:10s} {name:8s} {mode:12s} {count / 1e6:16.3f} M", flush=True)
-            ratios.append(f"{PAIR}/{name} {counts['alternating'] / counts['fused']:.3f}x")
+            for revision in revisions:
+                counts = {mode: per_step(name, mode, pool, revision) for mode in MODES}
+                for mode, count in counts.items():
+                    print(f"{PAIR:10s} {name:8s} {revision or 'tree':10s} {mode:12s} "
+                          f"{count / 1e6:16.3f} M", flush=True)
+                tag = f" ({revision})" if revision else ""
+                ratios.append(f"{PAIR}/{name}{tag} "
+                              f"{counts['alternating'] / counts['fused']:.3f}x")
     print("ratio alternating/fused (instructions per step): " + ", ".join(ratios))
     return 0
 

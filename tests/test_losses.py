@@ -1,5 +1,6 @@
 """GAN losses: golden values from NumPy hand formulas, gradient signs and shapes, relativistic
-averages on the right side, saturating vs non-saturating, stability at ±50, the gradient penalty."""
+averages on the right side, saturating vs non-saturating, stability at ±50, the gradient penalty
+and the R1 penalty."""
 
 from __future__ import annotations
 
@@ -317,3 +318,58 @@ def test_gradient_penalty_interpolates_per_sample():
     assert not math.isclose(want, np.mean((np.linalg.norm(real, axis=1) - 1) ** 2))
     with pytest.raises(BadInputError, match="one shape"):
         losses.gradient_penalty(HalfSquaredNorm(), t64(real), t64(fake[:3]))
+
+
+class Packed(torch.nn.Module):
+    """A duck-typed packed critic: `inner` on m consecutive samples concatenated, each pack's
+    logit repeated m times (as families.gan.PackedCritic), declaring `pack = m`."""
+
+    def __init__(self, inner: torch.nn.Module, pack: int):
+        super().__init__()
+        self.inner, self.pack = inner, pack
+
+    def forward(self, x):
+        return self.inner(x.reshape(x.shape[0] // self.pack, -1)).repeat_interleave(self.pack)
+
+
+class Cubic(torch.nn.Module):
+    """C(x) = Σ_j a_j·x_j³: ∇C(x) = 3·a·x², a gradient that varies from sample to sample."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = torch.nn.Parameter(t64(a))
+
+    def forward(self, x):
+        return (x.flatten(1) ** 3) @ self.a
+
+
+def test_r1_of_a_linear_critic_is_half_the_squared_weight_norm():
+    """∇ₓC = w for every sample: ½‖w‖² whatever the batch; d/dw = w."""
+    w = np.array([0.6, -2.0, 1.5, 0.25])
+    D = Linear(w)
+    r1 = losses.r1_penalty(D, torch.randn(7, 2, 2, dtype=torch.float64))
+    assert float(r1.detach()) == pytest.approx(0.5 * w @ w, rel=1e-12)
+    (dw,) = torch.autograd.grad(r1, D.w)
+    np.testing.assert_allclose(dw.numpy(), w, rtol=1e-12)
+    flat = losses.r1_penalty(Linear(np.zeros(4)), torch.randn(3, 4, dtype=torch.float64))
+    assert float(flat.detach()) == 0.0
+
+
+@pytest.mark.parametrize("pack", [1, 3])
+def test_r1_is_half_the_mean_squared_gradient_norm_over_samples_or_packs(pack):
+    """½·(1/K)·Σ_k ‖∇C(pack_k)‖² over the K = N/m logits, computed by hand with NumPy; a critic
+    that declares `pack = m` is averaged over its packs, not over its N repeated logits."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=2 * pack)
+    real = rng.normal(size=(4 * pack, 2))
+    D = Cubic(a) if pack == 1 else Packed(Cubic(a), pack)
+    packs = real.reshape(4, 2 * pack)
+    want = 0.5 * np.mean(np.sum((3 * a * packs**2) ** 2, axis=1))
+    r1 = losses.r1_penalty(D, t64(real))
+    assert float(r1.detach()) == pytest.approx(want, rel=1e-12)
+    # d/da_j of ½·mean_k Σ_j (3 a_j x_kj²)² = mean_k 9·a_j·x_kj⁴
+    (da,) = torch.autograd.grad(r1, D.a if pack == 1 else D.inner.a)
+    np.testing.assert_allclose(da.numpy(), np.mean(9 * a * packs**4, axis=0), rtol=1e-12)
+    if pack > 1:  # without the declared `pack` the same critic counts m times its packs
+        undeclared = losses.r1_penalty(torch.nn.Sequential(D), t64(real))
+        assert float(undeclared.detach()) == pytest.approx(pack * want, rel=1e-12)

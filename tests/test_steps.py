@@ -1,6 +1,7 @@
-"""Single-loss (fused) GAN step: gradients equal to the two-loss step for every loss and critic,
-value equal to the D loss, the post's subtraction form failing under dropout, λ vs optimisers,
-and the alternating / fused update steps."""
+"""The single-loss GAN step: gradients equal to the two-loss step's for every loss and critic
+(bit for bit where the critic calls are the same), value equal to the D loss, the post's
+subtraction form failing under dropout, λ against optimisers, the R1 term, and the alternating
+and single-loss update steps."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from genshop import losses, steps
+from genshop import losses, shared_critic, steps
 from genshop.errors import BadInputError
 from genshop.families.gan import PackedCritic
 
@@ -24,7 +25,30 @@ def generator() -> nn.Module:
                          nn.Linear(16, X_DIM)).double()
 
 
+class ConvCritic(nn.Module):
+    def __init__(self, batch_norm: bool = False):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(1, 4, 2), *([nn.BatchNorm1d(4)] if batch_norm else []),
+                                  nn.Tanh(), nn.Flatten(), nn.Linear(4, 1))
+
+    def forward(self, x):
+        return self.body(x[:, None, :]).reshape(-1)
+
+
+SPECTRAL = {"spectral": nn.utils.parametrizations.spectral_norm,
+            "spectral-hook": nn.utils.spectral_norm}
+
+
 def critic(kind: str) -> nn.Module:
+    if kind == "conv":
+        return ConvCritic().double()
+    if kind == "packed":
+        inner = nn.Sequential(nn.Linear(2 * X_DIM, 16), nn.Tanh(), nn.Linear(16, 1))
+        return PackedCritic(inner, 2).double()
+    if kind in SPECTRAL:
+        wrap = SPECTRAL[kind]
+        return nn.Sequential(wrap(nn.Linear(X_DIM, 16)), nn.LeakyReLU(0.2),
+                             wrap(nn.Linear(16, 16)), nn.Tanh(), nn.Linear(16, 1)).double()
     extra = {"plain": [], "separate": [], "shared": [], "bn": [nn.BatchNorm1d(16)],
              "dropout": [nn.Dropout(0.3)],
              "bn+dropout": [nn.BatchNorm1d(16), nn.Dropout(0.3)]}[kind]
@@ -68,10 +92,11 @@ def max_diff(a, b) -> float:
 
 
 ALL_LOSSES = [*losses.names(), "fgan-alpha:0.5", "rsgan+gp", "fgan-kl+saddle"]
-# "separate" and "shared" (one critic call for both terms; what "auto" picks for a plain critic):
-# the plain critic with each arrangement of critic calls; bn and dropout critics take "auto"
-# (= "separate"); bn+dropout: see test_fused_step_is_a_simultaneous_sgd_step
-CRITICS = ["separate", "shared", "bn", "dropout"]
+# "separate" and "shared" (one critic forward on G(z) for both terms; what "auto" picks for a
+# plain critic): the plain critic with each arrangement of critic calls; the other critics take
+# "auto" (the conv critic shares its forward, the others call D apart); bn+dropout: see
+# test_fused_step_is_a_simultaneous_sgd_step
+CRITICS = ["separate", "shared", "bn", "dropout", "spectral", "spectral-hook", "packed", "conv"]
 
 
 def make_loss(spec: str) -> losses.GanLoss:
@@ -92,7 +117,11 @@ def test_fused_gradients_equal_separate_gradients(spec, kind):
     calls = kind if kind in ("separate", "shared") else "auto"
     fused = functools.partial(steps.fused_loss, critic_calls=calls)
     got_d, got_g, value, (G2, D2) = single_loss_grads(fused, G, D, loss, real, z, 5)
-    assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
+    if calls == "separate" or steps.critic_calls_for(D) == "separate":
+        # the same critic calls on the same batches in the same order: the same numbers
+        assert max_diff(got_d, ref_d) == 0.0 and max_diff(got_g, ref_g) == 0.0
+    else:  # the shared forward rescales J_iᵀu_D,i into J_iᵀu_G,i: equal to rounding
+        assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
     assert value == ref_value  # single-loss-value: the G term is exactly zero
     assert max_diff(ref_d, [torch.zeros_like(g) for g in ref_d]) > 1e-6  # gradients not trivial
     assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
@@ -356,16 +385,6 @@ def test_gradient_gap_measures_both_constructions_and_leaves_state_alone():
     assert all(p.grad is None for p in [*G.parameters(), *D.parameters()])
 
 
-class ConvCritic(nn.Module):
-    def __init__(self, batch_norm: bool = False):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv1d(1, 4, 2), *([nn.BatchNorm1d(4)] if batch_norm else []),
-                                  nn.Tanh(), nn.Flatten(), nn.Linear(4, 1))
-
-    def forward(self, x):
-        return self.body(x[:, None, :]).reshape(-1)
-
-
 def test_critic_calls_default_by_critic():
     assert steps.critic_calls_for(ConvCritic().double()) == "shared"
     assert steps.critic_calls_for(ConvCritic(batch_norm=True).double()) == "separate"
@@ -396,67 +415,67 @@ def test_spectral_norm_critics_get_one_call_per_batch_and_exact_gradients():
         assert max(gap.values()) < TOL
 
 
-def test_gradient_link_ratio_only_for_one_nonvanishing_output_a_sample():
-    f64 = functools.partial(torch.tensor, dtype=torch.float64)
-    u_g = f64([[1.0], [3.0]])
-    x = torch.zeros(2, X_DIM, dtype=torch.float64)
-    link = steps._GradientLink(critic("plain"), x, rows_independent=True)
-    link.set(u_g, f64([[0.5], [-0.25]]))
-    assert torch.equal(link.ratio, f64([[2.0], [-12.0]])) and link.redo is None
-    for u_d1 in (0.0, 1e-160):  # hinge beyond its margin; below √tiny = 1.5e-154
-        link.set(u_g, f64([[0.5], [u_d1]]))
-        assert torch.equal(link.ratio, f64([[2.0], [0.0]])) and link.redo.tolist() == [1]
-    link.set(u_g, f64([[0.5], [1e-150]]))
-    assert link.redo is None and link.ratio[1].item() == pytest.approx(3e150)
-    link.set(torch.ones(2, 3), torch.ones(2, 3))  # 3 outputs a sample
-    assert link.redo.tolist() == [0, 1] and not link.ratio.any()
 
-    assert steps._critic_traits(PackedCritic(critic("plain"), 2)) == (True, False, False)
-    assert steps._critic_traits(ConvCritic()) == (True, True, True)
+
+def test_stateful_layers_make_a_critic_not_per_sample():
+    """Batch statistics, random layers and buffers a call may change; eval mode undoes them
+    except for a BatchNorm without running statistics, which uses batch statistics always."""
+    def mlp(*extra):
+        return nn.Sequential(nn.Linear(X_DIM, 8), *extra, nn.Linear(8, 1)).double()
+
+    for layer in (nn.BatchNorm1d(8), nn.Dropout(0.1), nn.AlphaDropout(0.1), nn.RReLU(),
+                  nn.InstanceNorm1d(8, track_running_stats=True)):
+        D = mlp(layer)
+        assert not steps.is_per_sample(D) and steps.critic_calls_for(D) == "separate"
+        assert steps.is_per_sample(D.eval()) and steps.critic_calls_for(D) == "shared"
+    no_stats = mlp(nn.BatchNorm1d(8, track_running_stats=False)).eval()
+    assert not steps.is_per_sample(no_stats) and steps.critic_calls_for(no_stats) == "separate"
+    for stateless in (nn.LayerNorm(8), nn.Tanh()):
+        assert steps.is_per_sample(mlp(stateless))
+    weight_norm = mlp()
+    nn.utils.parametrizations.weight_norm(weight_norm[0])  # a parametrization without state
+    assert steps.is_per_sample(weight_norm) and steps.critic_calls_for(weight_norm) == "shared"
     with_empty_slot = critic("dropout")
-    with_empty_slot.register_module("unused", None)  # modules() skips such slots; so must it
-    assert steps._critic_traits(with_empty_slot) == (False, True, False)
-    packed = steps._GradientLink(PackedCritic(critic("plain"), 2), x, rows_independent=False)
-    packed.set(u_g, f64([[0.5], [-0.25]]))
-    assert packed.redo.tolist() == [0, 1] and torch.equal(packed.u_g, u_g)
+    with_empty_slot.register_module("unused", None)  # modules() skips such slots
+    assert not steps.is_per_sample(with_empty_slot)
+    assert steps.is_per_sample(with_empty_slot.eval())
 
 
-def test_critic_traits_follow_changes_after_the_first_look():
-    """What a class says is looked up once per class; what an instance is (training flag,
-    spectral-norm hook or parametrization added later) is read on every call."""
-    D = critic("plain")
-    assert steps.is_per_sample(D)
-    nn.utils.spectral_norm(D[0])  # hook version on an nn.Linear, a class already looked up
-    assert not steps.is_per_sample(D) and steps.is_per_sample(D.eval())
-    D2 = critic("plain")
-    assert steps.is_per_sample(D2)
-    nn.utils.parametrizations.spectral_norm(D2[-1])
-    assert not steps.is_per_sample(D2) and steps.is_per_sample(D2.eval())
-    assert not steps.is_per_sample(D2.train())
+def test_critic_calls_follow_changes_to_the_critic_after_a_step():
+    """What "auto" picks follows the training flags and layers, buffers and parametrizations
+    added after the first look, and the single-loss gradients stay exact after each change."""
+    loss = losses.get_loss("rsgan")
+    real, z = batch()
+    torch.manual_seed(0)
+    G, D = generator(), critic("plain")
 
+    def check(expected: str):
+        assert steps.critic_calls_for(D) == expected
+        assert shared_critic.applies(D) == (expected == "shared")
+        assert steps.is_per_sample(D) == (expected == "shared")
+        assert max(steps.gradient_gap(G, D, loss, real, z).values()) < TOL
 
-def recorded_recomputed_rows(monkeypatch) -> list[int]:
-    """How many rows each shared-forward backward recomputed (no entry: none was)."""
-    calls, input_gradient = [], steps._input_gradient
-
-    def record(D, x, seed):
-        calls.append(x.shape[0])
-        return input_gradient(D, x, seed)
-
-    monkeypatch.setattr(steps, "_input_gradient", record)
-    return calls
-
-
-def recorded_grad_calls(monkeypatch) -> list[int]:
-    """How many inputs each torch.autograd.grad call took (the backward chains run)."""
-    calls, grad = [], torch.autograd.grad
-
-    def record(outputs, inputs, *args, **kwargs):
-        calls.append(len(inputs) if isinstance(inputs, (list, tuple)) else 1)
-        return grad(outputs, inputs, *args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", record)
-    return calls
+    check("shared")
+    nn.utils.spectral_norm(D[0])  # the hook version, on a layer already seen
+    check("separate")
+    D.eval()
+    check("shared")
+    D.train()
+    check("separate")
+    D[0] = nn.Linear(X_DIM, 16).double()
+    check("shared")
+    nn.utils.parametrizations.spectral_norm(D[-1])
+    check("separate")
+    D[-1] = nn.Linear(16, 1).double()
+    check("shared")
+    D[2] = nn.Dropout(0.3)
+    check("separate")
+    D[2] = nn.Identity()
+    check("shared")
+    D[0].register_buffer("scale", torch.ones(1, dtype=torch.float64))  # any buffer: stateful
+    check("separate")
+    D[0].eval()
+    check("shared")
 
 
 def put_fake_logits_beyond_margin(D, last: nn.Linear, fake: torch.Tensor, count: int) -> None:
@@ -470,44 +489,153 @@ def put_fake_logits_beyond_margin(D, last: nn.Linear, fake: torch.Tensor, count:
 
 @pytest.mark.parametrize("conv", [False, True])
 @pytest.mark.parametrize("beyond", [0, BATCH // 4, 3 * BATCH // 4, BATCH])
-def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(beyond, conv,
-                                                                            monkeypatch):
-    """`beyond` fake logits past the hinge margin (u_D,i = 0 there), the others rescaled.
-
-    An MLP critic recomputes just those rows. A convolutional one does so when they are at most
-    half; for more it runs a parameter chain and an input chain over its kept graph, and when u_D
-    is zero on every row, the input chain alone."""
+def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(beyond, conv):
+    """`beyond` fake logits past the hinge margin, where ∂L_D/∂D(G(z)) is 0 and the G loss's
+    gradient cannot come from rescaling; with and without a real-batch R1 term."""
     torch.manual_seed(0)
     G, D = generator(), (ConvCritic().double() if conv else critic("plain"))
     real, z = batch()
     put_fake_logits_beyond_margin(D, D.body[-1] if conv else D[-1], G(z), beyond)
-    recomputed, chains = recorded_recomputed_rows(monkeypatch), recorded_grad_calls(monkeypatch)
-    shared = functools.partial(steps.fused_loss, critic_calls="shared")
-    ref_d, ref_g, _, _ = separate_grads(G, D, losses.get_loss("hinge"), real, z, rng_seed=0)
-    del chains[:]
-    got_d, got_g, _, _ = single_loss_grads(shared, G, D, losses.get_loss("hinge"), real, z, 0)
-    assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
-    assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
-    params = len(list(D.parameters()))
-    if not conv:
-        assert recomputed == ([beyond] if beyond else []) and chains == [1] * bool(beyond)
-    elif beyond == BATCH:
-        assert recomputed == [] and chains == [1]  # input chain only
-    elif 2 * beyond <= BATCH:
-        assert recomputed == ([beyond] if beyond else [])
-        assert chains == [params + 1] + [1] * bool(beyond)  # one chain, then the recomputed rows
-    else:
-        assert recomputed == [] and chains == [params, 1]
+    loss = losses.get_loss("hinge")
+    for r1 in (0.0, 0.5):
+        shared = functools.partial(steps.fused_loss, critic_calls="shared", r1=r1)
+        two_loss = functools.partial(steps.separate_losses, r1=r1)
+        G1, D1 = copy.deepcopy(G), copy.deepcopy(D)
+        d_loss, g_loss = two_loss(G1, D1, loss, real, z)
+        ref_d = torch.autograd.grad(d_loss, list(D1.parameters()), retain_graph=True)
+        ref_g = torch.autograd.grad(g_loss, list(G1.parameters()))
+        got_d, got_g, _, _ = single_loss_grads(shared, G, D, loss, real, z, 0)
+        assert max_diff(got_d, ref_d) < TOL and max_diff(got_g, ref_g) < TOL
+        assert max_diff(ref_g, [torch.zeros_like(g) for g in ref_g]) > 1e-6
 
 
-def test_packed_critic_shares_its_forward_by_recomputing_every_row(monkeypatch):
-    """A pack's logit depends on m samples, so the per-row rescaling does not apply."""
-
+def test_packed_critic_can_share_its_forward():
+    """A pack's logit depends on m samples, so no row can be rescaled: every row's gradient for
+    G is recomputed, and the gradients stay exact."""
     torch.manual_seed(0)
-    inner = nn.Sequential(nn.Linear(2 * X_DIM, 16), nn.Tanh(), nn.Linear(16, 1)).double()
-    D = PackedCritic(inner, 2)
-    calls = recorded_recomputed_rows(monkeypatch)
+    D = critic("packed")
     real, z = batch()
-    shared = functools.partial(steps.fused_loss, critic_calls="shared")
-    gap = steps.gradient_gap(generator(), D, losses.get_loss("rasgan"), real, z, shared)
-    assert max(gap.values()) < TOL and calls == [BATCH]
+    assert steps.critic_calls_for(D) == "separate"
+    for spec in ("rasgan", "hinge"):
+        shared = functools.partial(steps.fused_loss, critic_calls="shared")
+        gap = steps.gradient_gap(generator(), D, losses.get_loss(spec), real, z, shared)
+        assert max(gap.values()) < TOL
+
+
+# --- R1 as a term of the critic loss ------------------------------------------------------------
+
+R1 = 0.8
+
+
+def by_hand_critic_gradient(G, D, loss, real, z, r1, rng_seed=0):
+    """∇_D [L_D(D(x_r), D(G(z))) + λ_gp·GP + r1·R1(D; x_r)] for a deterministic critic, without
+    the steps (the RNG seeded to `rng_seed` before the penalty's interpolation points)."""
+    G, D = copy.deepcopy(G), copy.deepcopy(D)
+    with torch.no_grad():
+        fake = G(z)
+    total = loss.d_loss(D(real), D(fake)) + r1 * losses.r1_penalty(D, real)
+    if loss.gp_weight:
+        torch.manual_seed(rng_seed)
+        total = total + loss.gp_weight * losses.gradient_penalty(D, real, fake)
+    return torch.autograd.grad(total, list(D.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["shared", "bn", "dropout", "spectral", "packed", "conv"])
+@pytest.mark.parametrize("spec", ["hinge", "rsgan", "wgan"])
+def test_fused_step_with_r1_is_the_two_loss_sgd_step(spec, kind):
+    """fused_step(r1=w) moves D by −lr·∇_D(L_D + w·R1) and G by −lr·∇_G L_G, in float64; the
+    R1 term changes the critic's gradient and, where its extra critic call leaves the G term's
+    call unchanged, only the critic's."""
+    loss = losses.get_loss(spec)
+    G, D = nets(kind)
+    real, z = batch()
+    G1, D1 = copy.deepcopy(G), copy.deepcopy(D)
+    torch.manual_seed(2)
+    d_loss, g_loss = steps.separate_losses(G1, D1, loss, real, z, r1=R1)
+    ref_d = torch.autograd.grad(d_loss, list(D1.parameters()), retain_graph=True)
+    ref_g = torch.autograd.grad(g_loss, list(G1.parameters()))
+    plain_d, plain_g, _, _ = separate_grads(G, D, loss, real, z, rng_seed=2)
+    assert max_diff(ref_d, plain_d) > 1e-6
+    if kind not in ("dropout", "spectral"):  # R1's critic call draws no mask, runs no iteration
+        assert max_diff(ref_g, plain_g) < TOL
+    if kind in ("shared", "packed", "conv"):  # deterministic: check the reference by hand too
+        assert max_diff(ref_d, by_hand_critic_gradient(G, D, loss, real, z, R1, 2)) < 1e-10
+    d0, g0 = params(D), params(G)
+    opt = steps.fused_optimizer(G, D, torch.optim.SGD, lr_d=0.1, lr_g=0.05)
+    torch.manual_seed(2)
+    out = steps.fused_step(G, D, loss, opt, real, z, r1=R1)
+    assert max_diff([a - b for a, b in zip(params(D), d0, strict=True)],
+                    [-0.1 * g for g in ref_d]) < TOL
+    assert max_diff([a - b for a, b in zip(params(G), g0, strict=True)],
+                    [-0.05 * g for g in ref_g]) < TOL
+    assert out["d_loss"] == pytest.approx(d_loss.item(), abs=TOL)
+    assert out["r1"] > 1e-6 and ("gp" in out) == (spec == "wgan")
+
+
+def test_step_summaries_report_the_unweighted_r1_penalty_when_computed():
+    loss = losses.get_loss("nsgan")
+    G, D = nets("plain")
+    real, z = batch()
+    want = losses.r1_penalty(copy.deepcopy(D), real).item()
+    with torch.no_grad():
+        plain_d_loss = loss.d_loss(D(real), D(G(z))).item()
+    runs = {
+        "fused": lambda G, D, r1: steps.fused_step(
+            G, D, loss, steps.fused_optimizer(G, D, torch.optim.SGD, 0.1, 0.1), real, z, r1=r1),
+        "alternating": lambda G, D, r1: steps.alternating_step(
+            G, D, loss, torch.optim.SGD(D.parameters(), lr=0.1),
+            torch.optim.SGD(G.parameters(), lr=0.1), real, z, z, r1=r1),
+        "critic": lambda G, D, r1: steps.critic_step(
+            G, D, loss, torch.optim.SGD(D.parameters(), lr=0.1), real, z, r1=r1),
+    }
+    for name, run in runs.items():
+        off = run(copy.deepcopy(G), copy.deepcopy(D), 0.0)
+        on = run(copy.deepcopy(G), copy.deepcopy(D), R1)
+        assert "r1" not in off and on["r1"] == pytest.approx(want, rel=1e-12), name
+        assert off["d_loss"] == pytest.approx(plain_d_loss, abs=1e-12)
+        assert on["d_loss"] == pytest.approx(plain_d_loss + R1 * want, abs=1e-12)
+        assert ("g_loss" in on) == (name != "critic")
+
+
+@pytest.mark.parametrize("kind", ["plain", "packed"])
+def test_alternating_and_critic_steps_add_r1_to_the_critic_update(kind):
+    """critic_step(r1=w) and the D half of alternating_step(r1=w) move D by −lr·∇(L_D + w·R1);
+    the G half is unchanged by r1 (for the same updated critic)."""
+    loss = losses.get_loss("rsgan")
+    G, D = nets(kind)
+    real, z_d = batch(0)
+    _, z_g = batch(1)
+    lr = 0.1
+    want = by_hand_critic_gradient(G, D, loss, real, z_d, R1)
+    d0 = params(D)
+    D1 = copy.deepcopy(D)
+    steps.critic_step(G, D1, loss, torch.optim.SGD(D1.parameters(), lr=lr), real, z_d, r1=R1)
+    assert max_diff([a - b for a, b in zip(params(D1), d0, strict=True)],
+                    [-lr * g for g in want]) < TOL
+    moved = []
+    for r1 in (R1, 0.0):
+        G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+        steps.alternating_step(G2, D2, loss, torch.optim.SGD(D2.parameters(), lr=lr),
+                               torch.optim.SGD(G2.parameters(), lr=lr), real, z_d, z_g, r1=r1)
+        moved.append((params(D2), params(G2)))
+    assert max_diff(moved[0][0], params(D1)) == 0.0  # the same D update as critic_step
+    assert max_diff(moved[0][1], moved[1][1]) > 1e-8  # G moved against a different critic
+
+
+@pytest.mark.parametrize("calls", ["separate", "shared"])
+def test_fused_step_with_r1_equals_a_backward_of_fused_loss_bit_for_bit(calls):
+    loss = losses.get_loss("hinge")
+    G, D = nets("plain")
+    real, z = batch()
+    moved = []
+    for by_step in (True, False):
+        G1, D1 = copy.deepcopy(G), copy.deepcopy(D)
+        opt = steps.fused_optimizer(G1, D1, torch.optim.Adam, lr_d=1e-3, lr_g=5e-4)
+        if by_step:
+            steps.fused_step(G1, D1, loss, opt, real, z, critic_calls=calls, r1=R1)
+        else:
+            steps.fused_loss(G1, D1, loss, real, z, critic_calls=calls, r1=R1).backward()
+            opt.step()
+        moved.append(params(D1) + params(G1))
+    assert max_diff(moved[0], moved[1]) == 0.0
+    assert max_diff(moved[0], params(D) + params(G)) > 1e-4

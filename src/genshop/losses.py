@@ -273,3 +273,21 @@ def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor,
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
     return ((torch.linalg.vector_norm(grad.flatten(1), dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(D: nn.Module, real: Tensor) -> Tensor:
+    """R1 penalty ½·E‖∇ₓD(x)‖² on real data (Mescheder, Geiger & Nowozin, ICML 2018, "Which
+    training methods for GANs do actually converge?"), the mean over the critic's logits.
+
+    The steps of `genshop.steps` add γ times it to the critic loss (their `r1=` weight), which is
+    the paper's (γ/2)·E‖∇ₓD(x)‖². A critic with one logit per sample averages over the N samples.
+    A critic that declares the attribute `pack = m` (PacGAN, `families.gan.PackedCritic`) judges
+    m samples concatenated and returns its N/m logits each repeated m times: the mean is then over
+    the N/m packs, of the norm of a pack logit's gradient with respect to its m samples.
+    Computed as ∇ₓ of the mean output, g = (m/N)·∇ₓD per pack, so ‖g‖²·N/m is that mean. The
+    graph is kept (create_graph), so the result carries gradients to D's parameters.
+    """
+    pack = getattr(D, "pack", 1)
+    x = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).mean(), x, create_graph=True)
+    return 0.5 * grad.pow(2).sum() * (x.shape[0] / pack)
