@@ -30,7 +30,8 @@ def test_points_file_is_a_data_set_of_its_rows(tmp_path):
 @pytest.mark.parametrize(("array", "message"), [
     (np.zeros(5), r"shape \(N, d\) with N >= 2 points and d >= 2 dimensions, got shape \(5,\)"),
     (np.zeros((5, 1)), r"got shape \(5, 1\)"),
-    (np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, np.inf]]), "2 rows with NaN or infinite"),
+    (np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, np.inf]]),
+     "2 rows with NaN, infinite values or values beyond float32"),
     (np.array([["a", "b"], ["c", "d"]]), "must hold real numbers, got dtype <U1"),
 ])
 def test_bad_points_files_say_what_is_wrong(tmp_path, array, message):
@@ -42,7 +43,7 @@ def test_missing_and_pickled_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="no points file"):
         get_dataset(str(tmp_path / "none.npy"))
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match=r"not a readable \.npy array"):
+    with pytest.raises(DataError, match=r"is a damaged or non-numeric \.npy file"):
         get_dataset(str(tmp_path / "obj.npy"))
 
 

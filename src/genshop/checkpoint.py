@@ -1,44 +1,27 @@
 """Atomic checkpoints and RNG-state capture, so a resumed run equals an uninterrupted one.
 
 Infrastructure for the trainable posts of *Scientific Spaces* (kexue.fm archives 6016, 6110,
-6387, 6377). A checkpoint is a dict of tensors and plain Python values, written to a temporary
-file in the same folder, flushed and fsync'ed, then renamed over the old one (a crash leaves the
-previous checkpoint intact) and read back with `torch.load(weights_only=True)`.
+6387, 6377). A checkpoint is a dict of tensors and plain Python values, written atomically
+(`genshop.atomic`: a crash leaves the previous checkpoint intact) and read back with
+`torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from genshop.atomic import write_atomic
 from genshop.errors import DataError
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> Path:
-    """torch.save `obj` to `path` via temp file + fsync + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    """torch.save `obj` to `path` atomically, mode 0644 like the run's other files."""
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from genshop.atomic import write_text_atomic
 from genshop.errors import BadInputError, DataError
 
 C = TypeVar("C", bound="RunConfig")
@@ -200,9 +201,7 @@ def to_json(config: RunConfig, family: str) -> str:
 
 
 def save_config(config: RunConfig, family: str, run_dir: Path) -> Path:
-    path = Path(run_dir) / "config.json"
-    path.write_text(to_json(config, family) + "\n")
-    return path
+    return write_text_atomic(Path(run_dir) / "config.json", to_json(config, family) + "\n")
 
 
 def read_config_json(run_dir: Path) -> dict[str, Any]:

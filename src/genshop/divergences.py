@@ -29,7 +29,6 @@ from torch import Tensor
 
 from genshop.errors import BadInputError, GenshopError, UnknownNameError
 from genshop.registry import Registry
-from genshop.threads import torch_threads
 
 TensorFn = Callable[[Tensor], Tensor]
 INF = math.inf
@@ -371,19 +370,19 @@ def _as_samples(x, arg: str) -> Tensor:
     return t
 
 
-def mlp_critic(dim: int, hidden: int) -> torch.nn.Module:
-    """The critic V: ℝ^dim → ℝ, two SiLU hidden layers."""
+def mlp_critic(dim: int, hidden: int, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """The critic V: ℝ^dim → ℝ, two SiLU hidden layers (in `dtype`, else the default dtype)."""
     return torch.nn.Sequential(
-        torch.nn.Linear(dim, hidden), torch.nn.SiLU(),
-        torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
-        torch.nn.Linear(hidden, 1),
+        torch.nn.Linear(dim, hidden, dtype=dtype), torch.nn.SiLU(),
+        torch.nn.Linear(hidden, hidden, dtype=dtype), torch.nn.SiLU(),
+        torch.nn.Linear(hidden, 1, dtype=dtype),
     )
 
 
 def _fit_critic(div: FDivergence, x_p: Tensor, x_q: Tensor, steps: int, hidden: int,
                 lr: float, batch: int, gen: torch.Generator) -> torch.nn.Module:
-    """Maximise the variational bound over an MLP critic V by minibatch Adam."""
-    critic = mlp_critic(x_p.shape[1], hidden)
+    """Maximise the variational bound over an MLP critic V by minibatch Adam, in x_p's dtype."""
+    critic = mlp_critic(x_p.shape[1], hidden, dtype=x_p.dtype)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     for _ in range(steps):
         i_p = torch.randint(len(x_p), (min(batch, len(x_p)),), generator=gen)
@@ -403,7 +402,8 @@ def estimate(div: FDivergence | str, x_p, x_q, *, steps: int = 400, seed: int = 
     is evaluated on B and one trained on B on A, and the two held-out bounds are averaged. Every
     critic's held-out value is an unbiased estimate of a lower bound of D_f, so the result does not
     overfit upwards. Inputs are standardised by the pooled mean and scale (D_f is invariant under
-    an invertible map applied to both samples).
+    an invertible map applied to both samples). Critics train in float32 whatever the inputs' and
+    the default dtype; the held-out bounds are summed in float64.
     """
     div = get(div) if isinstance(div, str) else div
     p, q = _as_samples(x_p, "x_p"), _as_samples(x_q, "x_q")
@@ -416,7 +416,7 @@ def estimate(div: FDivergence | str, x_p, x_q, *, steps: int = 400, seed: int = 
     p = ((p - mean) / scale)[torch.randperm(len(p), generator=gen)]
     q = ((q - mean) / scale)[torch.randperm(len(q), generator=gen)]
     halves_p, halves_q = p.chunk(2), q.chunk(2)
-    with torch.random.fork_rng(devices=[]), torch_threads(1):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         bounds = []
         for fit, held in ((0, 1), (1, 0)):
@@ -439,23 +439,39 @@ def interior_points(div: FDivergence) -> Tensor:
     return t
 
 
+def minimise_free_critic(loss: TensorFn, size: int, *, tolerance_grad: float = 1e-13,
+                         tolerance_change: float = 1e-15) -> Tensor:
+    """argmin_V loss(V) over a free critic: one float64 value V(x) per point x of a discrete
+    problem, no network in between, so the optimum can be set against its closed form.
+
+    L-BFGS from V = 0 with a strong-Wolfe line search, up to 500 iterations. Returns V, detached.
+    """
+    v = torch.zeros(size, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([v], lr=1, max_iter=500, tolerance_grad=tolerance_grad,
+                            tolerance_change=tolerance_change, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        value = loss(v)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    return v.detach()
+
+
 def free_critic_optimum(div: FDivergence, p: Tensor, q: Tensor) -> tuple[float, Tensor]:
-    """max over a free vector V of Σ p·g_f(V) − Σ q·f*(g_f(V)) for discrete p, q (L-BFGS).
+    """max over a free vector V of Σ p·g_f(V) − Σ q·f*(g_f(V)) for discrete p, q.
 
     Returns the maximum and T = g_f(V) at it; the post's claim is T* = f'(p/q), value D_f(P‖Q).
     """
-    v = torch.zeros_like(p, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([v], lr=1, max_iter=500, tolerance_grad=1e-13,
-                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    p, q = p.double(), q.double()
 
-    def negative_bound() -> Tensor:
-        opt.zero_grad()
-        loss = -(p * div.activation(v)).sum() + (q * div.conjugate_of_activation(v)).sum()
-        loss.backward()
-        return loss
+    def negative_bound(v: Tensor) -> Tensor:
+        return -(p * div.activation(v)).sum() + (q * div.conjugate_of_activation(v)).sum()
 
-    opt.step(negative_bound)
-    return -float(negative_bound().detach()), div.activation(v.detach())
+    v = minimise_free_critic(negative_bound, len(p))
+    return -float(negative_bound(v)), div.activation(v)
 
 
 @dataclass(frozen=True)
@@ -515,6 +531,8 @@ def divergence_on_grid(div: FDivergence, log_p: Tensor, log_q: Tensor, x: Tensor
     Q underflows still counts (an infinite D_f comes out as inf, not NaN); points where both
     densities are below e^-700 add 0. Beyond the clamp the value is a lower estimate.
     """
+    # Here, not at the top: scipy.integrate takes ~0.5 s to import, and this module is imported
+    # (through genshop.losses) by every training command, which never integrates on a grid.
     from scipy.integrate import simpson
 
     log_u = log_p - log_q

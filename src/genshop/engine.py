@@ -49,8 +49,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genshop import checkpoint
+from genshop.atomic import write_text_atomic
 from genshop.config import RunConfig, resolve_config, save_config
-from genshop.data import get_dataset
+from genshop.data import PAIRS
 from genshop.errors import BadInputError, TrainingDiverged
 from genshop.families import Family, StepInput, family_of, get_family, share
 from genshop.plots import samples_figure, save_figure
@@ -225,7 +226,7 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
     path = run_dir / METRICS
     if path.is_file():
         kept = [r for r in read_metrics(run_dir) if r["step"] <= step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _non_finite_weights(family: Family) -> int:
@@ -250,7 +251,8 @@ def check(config: RunConfig, *, resume: bool = False,
     or the folder of a run that stopped before its first checkpoint; with `resume`, a run
     whose checkpoint lies at or below `config.steps`). Returns the step the run starts from."""
     _check_device(config.device)
-    (family or family_of(config)).check(config, get_dataset(config.data))
+    family = family or family_of(config)
+    family.check(config, family.dataset(config))
     run_dir = Path(config.out)
     ckpt_path = run_dir / CHECKPOINT
     if run_dir.exists() and not run_dir.is_dir():
@@ -329,7 +331,7 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
     run_dir = ckpt_path.parent
     _seed_everything(config.seed)
     device = _device(config)
-    dataset = get_dataset(config.data)
+    dataset = family_cls.dataset(config)
     family = family_cls(config, dataset, device)
     generator = torch.Generator().manual_seed(config.seed)
     ema = _Ema(family.sampler(), config.ema) if config.ema > 0 else None
@@ -348,7 +350,8 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
             _truncate_metrics(run_dir, step)
         else:  # a run that stopped before its first checkpoint starts again from nothing
             (run_dir / METRICS).unlink(missing_ok=True)
-    train_set = dataset.training_set(seed=config.seed).to(device)
+    own_batches = dataset.kind == PAIRS  # the data set draws each batch itself
+    train_set = None if own_batches else dataset.training_set(seed=config.seed).to(device)
     loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate,
                  _Window(**state.get("log_window", {})))
     return loop.run(step, progress)
@@ -379,7 +382,7 @@ class _Loop:
     family: Family
     config: RunConfig
     dataset: Any
-    train_set: Tensor
+    train_set: Tensor | None  # None: `dataset.sample(n, generator)` draws each batch
     generator: torch.Generator
     ema: _Ema | None
     d: _Dist
@@ -431,10 +434,12 @@ class _Loop:
         return Run(self.run_dir, self.config, self.family, net.eval(), step, interrupted)
 
     def _input(self) -> StepInput:
-        n = self.config.batch_size
-        idx = torch.randint(self.train_set.shape[0], (n * self.family.real_batches(),),
-                            generator=self.generator)
-        real = self.train_set[idx.to(self.train_set.device)]
+        n, count = self.config.batch_size, self.config.batch_size * self.family.real_batches()
+        if self.train_set is None:
+            real = self.dataset.sample(count, self.generator).to(_device(self.config))
+        else:
+            idx = torch.randint(self.train_set.shape[0], (count,), generator=self.generator)
+            real = self.train_set[idx.to(self.train_set.device)]
         # each global batch is shared out on its own, so batch i of every process is its share
         # of global batch i (as `StepInput.real.chunk(real_batches)` reads it)
         local = torch.cat([share(b, self.d.rank, self.d.world_size) for b in real.split(n)])
@@ -461,7 +466,7 @@ class _Loop:
                 f.write(json.dumps(record) + "\n")
 
     def _snapshot(self, step: int) -> None:
-        if self.d.is_main:
+        if self.d.is_main and self.train_set is not None:  # pictures of points or images
             net = self.ema.net if self.ema else self.family.sampler()
             _snapshot(self.family, net, self.dataset, self.train_set, step,
                       self.run_dir / SAMPLES / f"step_{step:07d}.png", self.config.seed)

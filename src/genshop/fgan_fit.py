@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from torch import Tensor
 
 from genshop import divergences as D
-from genshop.threads import torch_threads
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -70,8 +70,6 @@ def divergence_to_gaussian(div: D.FDivergence, target: GaussianMixture1D, mu: fl
 def exact_fit(div: D.FDivergence, target: GaussianMixture1D = TARGET) -> tuple[float, float]:
     """argmin over (μ, σ) of D_f(P‖N(μ, σ²)): Nelder–Mead on (μ, log σ) started on every mode
     (σ = its sd) and at the mixture's mean and sd; the best end point wins."""
-    from scipy.optimize import minimize
-
     lo, hi = (math.log(s) for s in SIGMA_RANGE)
 
     def objective(theta: np.ndarray) -> float:
@@ -107,12 +105,6 @@ def fgan_fit(div: D.FDivergence, target: GaussianMixture1D = TARGET, *, steps: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         critic = D.mlp_critic(1, hidden)
-    with torch_threads(1):
-        return _train(div, target, critic, steps, gen, batch, lr_critic, lr_generator)
-
-
-def _train(div: D.FDivergence, target: GaussianMixture1D, critic: torch.nn.Module, steps: int,
-           gen: torch.Generator, batch: int, lr_critic: float, lr_generator: float) -> FganFit:
     mu = torch.zeros((), requires_grad=True)
     log_sigma = torch.zeros((), requires_grad=True)
     opt_c = torch.optim.Adam(critic.parameters(), lr=lr_critic, betas=(0.5, 0.999))
@@ -172,8 +164,7 @@ def compare(name: str, *, steps: int = 800, seed: int = 0,
     """One row of the experiment: the f-GAN fit, the exact minimiser and D_f at both."""
     div = D.get(name)
     fit = fgan_fit(div, target, steps=steps, seed=seed)
-    with torch_threads(1):  # 3,201-point grid integrals: a second thread only waits
-        mu_star, sigma_star = exact_fit(div, target)
+    mu_star, sigma_star = exact_fit(div, target)
     return FitRow(name, fit.mu, fit.sigma, mu_star, sigma_star,
                   divergence_to_gaussian(div, target, fit.mu, fit.sigma),
                   divergence_to_gaussian(div, target, mu_star, sigma_star))
@@ -208,31 +199,3 @@ def mode_behaviour(rows: list[FitRow], target: GaussianMixture1D = TARGET) -> di
         behaviour["reverse_kl locks onto one mode"] = (
             abs(rkl.mu - target.means[heavy]) < 0.2 and rkl.sigma < 1.4 * target.sds[heavy])
     return behaviour
-
-
-def plot_fits(rows: list[FitRow], path, target: GaussianMixture1D = TARGET):
-    """Small multiples: the mixture density, the f-GAN fit (solid) and the exact fit (dashed)."""
-    import matplotlib.pyplot as plt
-
-    from genshop.report import save_figure
-
-    x = torch.linspace(-4.5, 5.5, 801, dtype=torch.float64)
-    density = target.log_pdf(x).exp().numpy()
-    cols = min(3, len(rows))
-    nrows = math.ceil(len(rows) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.6 * nrows), squeeze=False,
-                             sharex=True, sharey=True)
-    for ax, row in zip(axes.flat, rows, strict=False):
-        ax.fill_between(x.numpy(), density, color="0.85", label="mixture P")
-        ax.plot(x.numpy(), gaussian_log_pdf(x, row.mu, row.sigma).exp().numpy(), "C0",
-                label="f-GAN fit")
-        ax.plot(x.numpy(), gaussian_log_pdf(x, row.mu_exact, row.sigma_exact).exp().numpy(),
-                "C3--", label="exact argmin D_f")
-        ax.set_title(row.divergence)
-    for ax in axes.flat[len(rows):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    parts = (f"{w:g} N({m:g}, {s:g}^2)" for w, m, s in zip(target.weights, target.means,
-                                                         target.sds, strict=True))
-    fig.suptitle(f"N(mu, sigma) fitted to {' + '.join(parts)}")
-    return save_figure(fig, path)

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genshop.atomic import write_text_atomic
 from genshop.claims import CLAIMS, Verdict
 from genshop.config import read_config_json
 from genshop.plots import plt, save_figure
@@ -123,8 +124,7 @@ def write_page(path: Path, title: str, body: str) -> Path:
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
            f"<p>Written {datetime.now():%Y-%m-%d %H:%M:%S}.</p>{body}</body></html>")
-    path.write_text(doc, encoding="utf-8")
-    return path
+    return write_text_atomic(path, doc)
 
 
 def metric_curves(records: Sequence[dict[str, Any]]) -> Figure:

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from genshop.atomic import write_text_atomic
 from genshop.claims import CLAIM_IDS, Verdict
 from genshop.registry import Registry
 from genshop.report import Table, write_report
@@ -165,4 +166,4 @@ def write_results_json(path: Path, outcomes: Sequence[SectionOutcome]) -> None:
         else:
             entry["error"] = o.error
         doc[o.section.name] = entry
-    path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    write_text_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from genshop import divergences
+
 NAME = "divergences"
 HELP = "print the f-divergence catalog (f, f*, activation) and check each row live"
 
@@ -17,8 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genshop import divergences
-
     divs = [divergences.get(n) for n in args.names or divergences.names()]
     checks = [divergences.check(d) for d in divs]
     header = ["name", "D_f", "f(u)", "f*(t)", "activation g_f(v)", "checks passed"]

@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from genshop import divergences
+from genshop.errors import BadInputError
+from genshop.threads import torch_threads
+
 NAME = "fgan-fit"
 HELP = "fit a Gaussian to a two-mode mixture by f-GAN and compare with argmin D_f"
 
@@ -22,16 +26,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genshop import divergences, fgan_fit
-    from genshop.errors import BadInputError
+    # Imported here: they load scipy.optimize, matplotlib and the tour (about a second), which
+    # every other `genshop` command would pay for, since the CLI imports all command modules.
+    from genshop import fgan_fit
+    from genshop.sections.fgan_fit import plot_fits
 
     divergences.get(args.divergence)  # unknown name -> one-line error listing the names
     if args.steps < 1:
         raise BadInputError(f"--steps must be a positive integer, got {args.steps}")
-    row = fgan_fit.compare(args.divergence, steps=args.steps, seed=args.seed)
+    with torch_threads(1):  # a 1-D critic and 1-D quadrature: extra threads only wait
+        row = fgan_fit.compare(args.divergence, steps=args.steps, seed=args.seed)
     print(" | ".join(fgan_fit.COLUMNS))
     print(" | ".join(str(c) for c in row.cells()))
     safe = args.divergence.replace(":", "_")
-    png = fgan_fit.plot_fits([row], args.out / f"fgan-fit-{safe}.png")
+    png = plot_fits([row], args.out / f"fgan-fit-{safe}.png")
     print(f"plot: {png.resolve()}")
     return 0

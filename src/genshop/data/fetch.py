@@ -18,6 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from genshop.atomic import write_atomic
 from genshop.errors import DataError
 
 
@@ -74,17 +77,6 @@ def _npm_pack(spec: str, dest: Path) -> Path:
 
 
 def save_npz_atomic(path: Path, **arrays) -> Path:
-    """np.savez_compressed to a temporary file in the same folder, then an atomic rename."""
-    import numpy as np
-
+    """np.savez_compressed into `path` (its folder created if missing), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: np.savez_compressed(f, **arrays))

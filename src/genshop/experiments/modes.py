@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from genshop.atomic import write_json_atomic
 from genshop.config import read_config_json
 from genshop.data import get_dataset
 from genshop.engine import configure, train
@@ -154,8 +155,8 @@ class Task:
         if self.out.exists():  # interrupted before it finished: start it again
             shutil.rmtree(self.out)
         run = train_and_score(self.config())
-        (self.out / DONE).write_text(json.dumps({"cpu_seconds": run.cpu_seconds,
-                                                 "diverged": run.diverged}))
+        write_json_atomic(self.out / DONE, {"cpu_seconds": run.cpu_seconds,
+                                            "diverged": run.diverged})
         return run
 
     def reuse(self) -> ToyRun:
@@ -327,8 +328,7 @@ def run_benchmark(data: str, losses: Sequence[str], updates: Sequence[str], *,
                              f"best {len(top)})", rows, recipe), *published_tables(data)]
     figure = save_figure(scatter_figure(data, rows, f"{data}: seed 0 of every row"),
                          folder / "scatter.png")
-    (folder / "results.json").write_text(json.dumps(
-        {"data": data, "recipe": recipe, "runs": [r for row in rows for r in run_json(row)]},
-        indent=1), encoding="utf-8")
+    write_json_atomic(folder / "results.json", {
+        "data": data, "recipe": recipe, "runs": [r for row in rows for r in run_json(row)]})
     page = write_page(folder, f"genshop bench modes: {data}", tables, [figure])
     return Benchmark(folder, rows, tables, page)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.integrate import simpson
 
 from genshop import divergences as D
 from genshop.claims import Verdict
@@ -44,8 +45,6 @@ CRITIC_CHECKS = ("free critic: max = D_f", "free critic: T* = f'(p/q)")
 def exact_and_standard_error(div: D.FDivergence, p: GaussianMixture1D,
                              q: GaussianMixture1D) -> tuple[float, float]:
     """D_f by quadrature and the standard error, at N_SAMPLES, of the bound at T* = f'(p/q)."""
-    from scipy.integrate import simpson
-
     log_p, log_q = p.log_pdf(GRID), q.log_pdf(GRID)
     exact = D.divergence_on_grid(div, log_p, log_q, GRID)
     t_star = div.f_prime(torch.exp(log_p - log_q))

@@ -6,9 +6,16 @@ Post: f-GAN introduction, kexue.fm archives/6016; experiment of Nowozin et al. 2
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
 from genshop import divergences as D
 from genshop import fgan_fit as F
 from genshop.claims import Verdict
+from genshop.report import save_figure
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 STEPS = 600
@@ -20,7 +27,7 @@ PAPER_DIVERGENCES = ("kl", "reverse_kl", "js", "jeffrey", "neyman")
 @section("fgan_fit", "f-GAN: fitting one Gaussian to a mixture, per divergence", order=11)
 def run(ctx: SectionContext) -> SectionResult:
     rows = [F.compare(name, steps=STEPS, seed=ctx.seed) for name in D.names()]
-    figure = F.plot_fits(rows, ctx.path("fgan_fit.png"))
+    figure = plot_fits(rows, ctx.path("fgan_fit.png"))
     behaviour = F.mode_behaviour(rows)
     off = [r.divergence for r in rows if not r.on_target]
     paper_off = [name for name in off if name in PAPER_DIVERGENCES]
@@ -66,3 +73,27 @@ def cross_table_view(rows: list[F.FitRow], cross: list[list[float]], own_best: l
                   for j, row, ok in zip(names, cross, own_best, strict=True)],
                  note=f"Nowozin et al. 2016, Table 4: each fit should be the best under its own "
                       f"divergence (ties within {F.TIE:g} relative count).")
+
+
+def plot_fits(rows: list[F.FitRow], path: Path, target: F.GaussianMixture1D = F.TARGET) -> Path:
+    """Small multiples: the mixture density, the f-GAN fit (solid) and the exact fit (dashed)."""
+    x = torch.linspace(-4.5, 5.5, 801, dtype=torch.float64)
+    density = target.log_pdf(x).exp().numpy()
+    cols = min(3, len(rows))
+    nrows = math.ceil(len(rows) / cols)
+    fig = Figure(figsize=(4 * cols, 2.6 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False, sharex=True, sharey=True)
+    for ax, row in zip(axes.flat, rows, strict=False):
+        ax.fill_between(x.numpy(), density, color="0.85", label="mixture P")
+        ax.plot(x.numpy(), F.gaussian_log_pdf(x, row.mu, row.sigma).exp().numpy(), "C0",
+                label="f-GAN fit")
+        ax.plot(x.numpy(), F.gaussian_log_pdf(x, row.mu_exact, row.sigma_exact).exp().numpy(),
+                "C3--", label="exact argmin D_f")
+        ax.set_title(row.divergence)
+    for ax in axes.flat[len(rows):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    parts = (f"{w:g} N({m:g}, {s:g}^2)" for w, m, s in zip(target.weights, target.means,
+                                                         target.sds, strict=True))
+    fig.suptitle(f"N(mu, sigma) fitted to {' + '.join(parts)}")
+    return save_figure(fig, path)
