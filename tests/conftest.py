@@ -1,7 +1,10 @@
-"""Shared test settings: one intra-op thread, so timings do not stall on a loaded 2-core box."""
+"""Shared test settings: one intra-op thread, so timings do not stall on a loaded 2-core box;
+the digits a test loads (real, or fakes from its own cache) stay with that test."""
 
 import pytest
 import torch
+
+from genshop.data.images import MNIST
 
 
 @pytest.fixture(autouse=True)
@@ -10,6 +13,15 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _digits_stay_with_their_test():
+    """`MNIST` keeps the arrays it loaded for the process; a test that points GENSHOP_CACHE at
+    fake digits must not hand them to the next test."""
+    loaded = MNIST._arrays
+    yield
+    MNIST._arrays = loaded
 
 
 def straight_and_resumed(tmp_path, config_class, steps: int, cut: int, **options):

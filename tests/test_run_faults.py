@@ -17,6 +17,7 @@ import time
 import pytest
 import torch
 
+from genshop import checkpoint
 from genshop.cli import main
 from genshop.engine import configure, train
 from genshop.errors import BadInputError, DataError, TrainingDiverged
@@ -103,7 +104,7 @@ def test_sampling_refuses_non_finite_weights(tmp_path):
                     out=str(run)), progress=False)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     state["models"]["G"]["body.0.weight"][0, 0] = float("nan")
-    torch.save(state, run / "checkpoint.pt")
+    checkpoint.save_atomic(state, run / "checkpoint.pt")  # a valid digest: the weights are wrong
     with pytest.raises(DataError, match="1 NaN or infinite weights"):
         load_run(run)
 
@@ -123,3 +124,87 @@ def _weights_break_at_step(n: int):
             return out
 
     return BreaksWeights
+
+
+def _small_run(run, steps=3):
+    train(configure("gan", steps=steps, width=8, depth=1, batch_size=16, sample_every=0,
+                    out=str(run)), progress=False)
+
+
+def test_flipped_bytes_inside_tensor_data_are_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    _small_run(run)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    weight = state["models"]["G"]["body.0.weight"].contiguous().numpy().tobytes()
+    raw = bytearray((run / "checkpoint.pt").read_bytes())
+    at = raw.find(weight)
+    assert at > 0 and raw.count(weight) == 1  # the tensor's bytes lie in the file as they are
+    raw[at + 5] ^= 0x10
+    (run / "checkpoint.pt").write_bytes(bytes(raw))
+    changed = torch.load(run / "checkpoint.pt", weights_only=True)  # torch itself sees nothing
+    assert not torch.equal(changed["models"]["G"]["body.0.weight"],
+                           state["models"]["G"]["body.0.weight"])
+    for argv in (["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.npy")],
+                 ["train", "gan", "--steps", "5", "--width", "8", "--depth", "1",
+                  "--batch-size", "16", "--quiet", "--out", str(run), "--resume"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "does not match its digest" in err, err
+    assert not (tmp_path / "s.npy").exists()
+
+
+@pytest.mark.parametrize(("change", "message", "samples"), [
+    (lambda s: torch.arange(3), "not a genshop checkpoint", False),
+    (lambda s: {**s, "step": "abc"}, "holds no step count or no model weights", False),
+    (lambda s: {k: v for k, v in s.items() if k != "models"}, "no model weights", False),
+    (lambda s: {**s, "models": {**s["models"], "G": {}}}, "does not fit its config", False),
+    # sampling needs no optimiser state; resuming does
+    (lambda s: {k: v for k, v in s.items() if k != "optimizers"}, "does not fit its config",
+     True),
+])
+def test_a_checkpoint_of_the_wrong_content_gives_one_line_to_resume_and_sample(
+        tmp_path, capsys, change, message, samples):
+    run = tmp_path / "run"
+    _small_run(run)
+    state = checkpoint.load(run / "checkpoint.pt")
+    new = change(state)
+    if isinstance(new, dict):
+        checkpoint.save_atomic(new, run / "checkpoint.pt")
+    else:
+        torch.save(new, run / "checkpoint.pt")
+    resume = ["train", "gan", "--steps", "5", "--width", "8", "--depth", "1",
+              "--batch-size", "16", "--quiet", "--out", str(run), "--resume"]
+    sample = ["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.npy")]
+    code = main(resume)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    code = main(sample)
+    err = capsys.readouterr().err.strip()
+    if samples:
+        assert code == 0 and (tmp_path / "s.npy").is_file()
+    else:
+        assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_checkpoint_of_another_width_gives_one_line(tmp_path, capsys):
+    run, other = tmp_path / "run", tmp_path / "other"
+    _small_run(run)
+    train(configure("gan", steps=3, width=16, depth=1, batch_size=16, sample_every=0,
+                    out=str(other)), progress=False)
+    (run / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    for argv in (["train", "gan", "--steps", "5", "--width", "8", "--depth", "1",
+                  "--batch-size", "16", "--quiet", "--out", str(run), "--resume"],
+                 ["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.npy")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "does not fit its config.json" in err, err
+
+
+def test_temporary_files_of_a_killed_owner_are_removed_by_the_next(tmp_path):
+    run = tmp_path / "run"
+    _small_run(run)
+    left = run / ".checkpoint.pt.abc123.tmp"
+    left.write_bytes(b"half a checkpoint")
+    train(configure("gan", steps=5, width=8, depth=1, batch_size=16, sample_every=0,
+                    out=str(run)), resume=True, progress=False)
+    assert not left.exists() and load_run(run).step == 5

@@ -23,7 +23,7 @@ def distinct_points(points: np.ndarray, tol: float = 1e-6) -> int:
 
 
 def test_registry_names_and_unknown_name():
-    assert names() == ["ring8", "grid25", "mnist"]
+    assert names() == ["ring8", "grid25", "mnist", "stacked-mnist"]
     with pytest.raises(UnknownNameError, match="choose one of: grid25, mnist, ring8"):
         get_dataset("ring7")
 

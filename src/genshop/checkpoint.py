@@ -3,11 +3,15 @@
 Infrastructure for the trainable posts of *Scientific Spaces* (kexue.fm archives 6016, 6110,
 6387, 6377). A checkpoint is a dict of tensors and plain Python values, written atomically
 (`genshop.atomic`: a crash leaves the previous checkpoint intact) and read back with
-`torch.load(weights_only=True)`.
+`torch.load(weights_only=True)`, which never runs code from the file. Each checkpoint carries
+the sha256 of its content (every tensor's bytes, dtype and shape and every plain value, in order)
+under the key "digest"; `load` recomputes it, so flipped bytes inside tensor data, which the
+file format itself does not notice, are refused instead of resumed from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -18,22 +22,59 @@ import torch
 from genshop.atomic import write_atomic
 from genshop.errors import DataError
 
+DIGEST = "digest"
+
 
 def save_atomic(obj: dict[str, Any], path: Path) -> Path:
-    """torch.save `obj` to `path` atomically, mode 0644 like the run's other files."""
-    return write_atomic(path, lambda f: torch.save(obj, f))
+    """torch.save `obj` and its digest to `path` atomically, mode 0644 like the run's other
+    files."""
+    payload = {k: v for k, v in obj.items() if k != DIGEST}
+    return write_atomic(path, lambda f: torch.save({**payload, DIGEST: digest(payload)}, f))
+
+
+def digest(obj: Any) -> str:
+    """sha256 of a nested structure of dicts, lists, tuples, tensors and plain values."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"tensor {t.dtype} {tuple(obj.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"dict {len(obj)};".encode())
+        for key in sorted(obj, key=repr):
+            h.update(f"{key!r}:".encode())
+            _feed(h, obj[key])
+    elif isinstance(obj, list | tuple):
+        h.update(f"{type(obj).__name__} {len(obj)};".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(f"{obj!r};".encode())
 
 
 def load(path: Path) -> dict[str, Any]:
-    """A checkpoint read with weights_only=True; a missing or unreadable file is a DataError."""
+    """A checkpoint read with weights_only=True and checked against its digest; a missing,
+    unreadable or altered file is a DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no checkpoint at {path}; train first (genshop train ... --out DIR)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise DataError(f"checkpoint {path} is corrupt or not a genshop checkpoint "
                         f"({type(err).__name__}); delete it and retrain") from None
+    if not isinstance(state, dict) or DIGEST not in state:
+        raise DataError(f"checkpoint {path} is not a genshop checkpoint (no digest); delete it "
+                        "and retrain")
+    if digest({k: v for k, v in state.items() if k != DIGEST}) != state[DIGEST]:
+        raise DataError(f"checkpoint {path} is damaged: its content does not match its digest; "
+                        "delete it and retrain (or restore a copy)")
+    return state
 
 
 def rng_states(engine_generator: torch.Generator) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None, *,
 class RunConfig:
     """Options every family shares: data, schedule, bookkeeping."""
 
-    data: str = option("ring8", "data set name (see genshop.data) or a .npy file of points")
+    data: str = option("ring8", "data set name (see genshop.data), a .npy file of "
+                                "points, an IDX images file or a folder of PNG/JPEG images")
     steps: int = option(5000, "number of training steps (the total, also when resuming)",
                         valid=AT_LEAST_1)
     batch_size: int = option(256, "global batch size (split across processes under torchrun)",

@@ -62,6 +62,8 @@ from genshop.runs import (
     SAMPLES,
     Run,
     check_unowned,
+    fitting,
+    load_state,
     owned,
     read_metrics,
 )
@@ -165,13 +167,18 @@ def _state(family: Family, ema: _Ema | None, step: int, config: RunConfig,
             "rng": checkpoint.rng_states(generator)}
 
 
-def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
-             generator: torch.Generator) -> int:
+def _load_training_state(state: dict[str, Any], family: Family) -> None:
+    """Models, optimisers and the family's own values from a checkpoint into `family`."""
     for k, m in family.modules().items():
         m.load_state_dict(state["models"][k])
     for k, o in family.optimizers().items():
         o.load_state_dict(state["optimizers"][k])
     family.load_extra_state(state.get("family_state", {}))
+
+
+def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
+             generator: torch.Generator) -> int:
+    _load_training_state(state, family)
     if ema is not None:
         ema.net.load_state_dict(state["ema"] if state["ema"] is not None
                                 else family.sampler().state_dict())
@@ -249,21 +256,26 @@ def check(config: RunConfig, *, resume: bool = False,
     """Everything about a run that can be checked before any work: the device, the data, the
     family's options (`Family.check`) and the run directory `config.out` (a new or empty folder,
     or the folder of a run that stopped before its first checkpoint; with `resume`, a run
-    whose checkpoint lies at or below `config.steps`). Returns the step the run starts from."""
+    whose checkpoint lies at or below `config.steps` and fits the config). Returns the step the
+    run starts from."""
     _check_device(config.device)
     family = family or family_of(config)
-    family.check(config, family.dataset(config))
+    dataset = family.dataset(config)
+    family.check(config, dataset)
     run_dir = Path(config.out)
     ckpt_path = run_dir / CHECKPOINT
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInputError(f"--out {run_dir} is a file; name a folder for the run")
     check_unowned(run_dir)
     if resume:
-        reached = int(checkpoint.load(ckpt_path)["step"])
-        if reached > config.steps:
-            raise BadInputError(f"the run in {run_dir} is at step {reached}, beyond --steps "
-                                f"{config.steps}; resume with --steps {reached} or more")
-        return reached
+        state = load_state(run_dir)
+        if state["step"] > config.steps:
+            raise BadInputError(f"the run in {run_dir} is at step {state['step']}, beyond "
+                                f"--steps {config.steps}; resume with --steps {state['step']} "
+                                "or more")
+        with fitting(run_dir), torch.random.fork_rng(devices=[]):  # weights drawn and dropped
+            _load_training_state(state, family(config, dataset, torch.device("cpu")))
+        return state["step"]
     if ckpt_path.exists():
         raise BadInputError(f"{run_dir} already holds a run; add --resume to continue it or "
                             "choose another --out")
@@ -335,8 +347,11 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
     family = family_cls(config, dataset, device)
     generator = torch.Generator().manual_seed(config.seed)
     ema = _Ema(family.sampler(), config.ema) if config.ema > 0 else None
-    state = checkpoint.load(ckpt_path) if resume else {}
-    step = _restore(state, family, ema, generator) if resume else 0
+    state = load_state(run_dir) if resume else {}
+    step = 0
+    if resume:
+        with fitting(run_dir):
+            step = _restore(state, family, ema, generator)
     if d.world_size > 1:
         for m in family.modules().values():
             for t in m.state_dict().values():

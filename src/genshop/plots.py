@@ -51,7 +51,7 @@ def samples_figure(x: torch.Tensor, title: str, reference: torch.Tensor | None =
         if centers is not None:
             ax.scatter(*centers.T[:2], s=40, c="k", marker="+", linewidths=0.8, label="modes")
         shown = [t[:, :2] for t in (reference, centers) if t is not None] or [x[:, :2]]
-        lim = 1.25 * max(float(t.abs().max()) for t in shown)
+        lim = 1.25 * max(float(t.abs().max()) for t in shown) or 1.0  # all points at 0
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
         ax.legend(loc="upper right", fontsize=7, markerscale=2)
     else:

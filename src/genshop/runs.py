@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from genshop import checkpoint
 from genshop.config import RunConfig, from_dict, read_config_json
-from genshop.data import get_dataset
 from genshop.errors import BadInputError, DataError
 from genshop.families import Family, get_family
 
@@ -60,12 +59,15 @@ def owned(run_dir: str | Path) -> Iterator[None]:
     """Hold the run directory for one process: an exclusive `flock` on `run_dir/.lock` for as
     long as the block runs. A second process fails at once with a BadInputError naming the
     owner; the kernel drops the lock when its process ends, however it ends (kill -9 too), so a
-    lock file left behind is never stale."""
+    lock file left behind is never stale. The new owner removes the temporary files of atomic
+    writes (`.NAME.*.tmp`) that a killed owner left."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _lock_or_refuse(fd, run_dir)
+        for stale in run_dir.glob(".*.tmp"):  # half-written files of a killed owner
+            stale.unlink(missing_ok=True)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -110,6 +112,30 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def load_state(run_dir: str | Path) -> dict[str, Any]:
+    """The checkpoint of `run_dir`, verified (`checkpoint.load`) and holding a step count and
+    model weights: the one reader of a run's checkpoint, for resuming and for sampling."""
+    path = Path(run_dir) / CHECKPOINT
+    state = checkpoint.load(path)
+    step = state.get("step")
+    if (type(step) is not int or step < 0 or not isinstance(state.get("models"), dict)):
+        raise DataError(f"checkpoint {path} holds no step count or no model weights; it is not "
+                        "the checkpoint of a genshop run: delete it and retrain")
+    return state
+
+
+@contextlib.contextmanager
+def fitting(run_dir: str | Path) -> Iterator[None]:
+    """Turn a checkpoint whose content does not fit the run's config (another width, a missing
+    net or optimiser, a value of the wrong kind) into one DataError."""
+    try:
+        yield
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise DataError(f"checkpoint in {run_dir} does not fit its config.json "
+                        f"({type(err).__name__}: {first})") from None
+
+
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """Rebuild a run from `run_dir`; a missing or corrupt run directory raises DataError."""
     run_dir = Path(run_dir)
@@ -122,17 +148,14 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         config = from_dict(family_cls.config_class, {**saved, "device": device})
     except BadInputError as err:
         raise DataError(f"{run_dir}/config.json does not match this genshop: {err}") from None
-    state = checkpoint.load(run_dir / CHECKPOINT)
-    family = family_cls(config, get_dataset(config.data), torch.device(device))
-    try:
+    state = load_state(run_dir)
+    family = family_cls(config, family_cls.dataset(config), torch.device(device))
+    with fitting(run_dir):
         for name, module in family.modules().items():
             module.load_state_dict(state["models"][name])
         net = family.sampler()
         if state.get("ema") is not None:
             net.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError) as err:
-        raise DataError(f"checkpoint in {run_dir} does not fit its config.json "
-                        f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
     bad = sum(int((~t.isfinite()).sum()) for t in net.state_dict().values()
               if t.is_floating_point())
     if bad:

