@@ -12,6 +12,7 @@ import argparse
 import socket
 
 from genshop.errors import BadInputError
+from genshop.threads import torch_threads
 
 NAME = "serve"
 HELP = "serve the couplet robot: a web page and a JSON API (POST /api/couplet)"
@@ -45,6 +46,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: uvicorn, FastAPI and the model cost about a second, which every other
+    # `genshop` command would pay for, since the CLI imports all command modules.
     import uvicorn
 
     from genshop.couplet.bot import load_pretrained
@@ -55,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"genshop serve: the couplet robot is at http://{shown}:{args.port}/ (Ctrl-C stops)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
+    with torch_threads(1):  # one line's forward pass is too small to share between threads
+        server.run(sockets=[sock])
     return 0

@@ -138,8 +138,9 @@ def _vocab_table(tokens: tuple[str, ...],
 def _as_matrix(first: str, log_probs: object, vocab: Vocab) -> np.ndarray:
     if not isinstance(first, str) or not first:
         raise BadInputError(f"the first line must be a non-empty string, got {first!r}")
-    if isinstance(log_probs, torch.Tensor):
-        log_probs = log_probs.detach().to("cpu", torch.float64).numpy()
+    if isinstance(log_probs, torch.Tensor):  # cast by numpy below: torch's wakes its threads
+        t = log_probs.detach().cpu()
+        log_probs = (t if t.dtype in (torch.float32, torch.float64) else t.float()).numpy()
     try:
         scores = np.asarray(log_probs, dtype=np.float64)
     except (TypeError, ValueError):
