@@ -81,7 +81,7 @@ def plot_fits(rows: list[F.FitRow], path: Path, target: F.GaussianMixture1D = F.
     density = target.log_pdf(x).exp().numpy()
     cols = min(3, len(rows))
     nrows = math.ceil(len(rows) / cols)
-    fig = Figure(figsize=(4 * cols, 2.6 * nrows))
+    fig = Figure(figsize=(max(4 * cols, 6), 2.6 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, cols, squeeze=False, sharex=True, sharey=True)
     for ax, row in zip(axes.flat, rows, strict=False):
         ax.fill_between(x.numpy(), density, color="0.85", label="mixture P")
@@ -93,7 +93,7 @@ def plot_fits(rows: list[F.FitRow], path: Path, target: F.GaussianMixture1D = F.
     for ax in axes.flat[len(rows):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    parts = (f"{w:g} N({m:g}, {s:g}^2)" for w, m, s in zip(target.weights, target.means,
+    parts = (f"{w:g} N({m:g}, {s:g}²)" for w, m, s in zip(target.weights, target.means,
                                                          target.sds, strict=True))
-    fig.suptitle(f"N(mu, sigma) fitted to {' + '.join(parts)}")
+    fig.suptitle(f"N(μ, σ²) fitted to {' + '.join(parts)}", fontsize=10)
     return save_figure(fig, path)
