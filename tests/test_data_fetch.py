@@ -14,7 +14,8 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from test_data_images import fake_npm, fake_package
+from conftest import fake_npm
+from test_data_images import fake_package
 
 from genshop import atomic
 from genshop.cli import main

