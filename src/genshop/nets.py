@@ -1,4 +1,4 @@
-"""Generator/critic pairs shared by every family: MLPs for 2-D data, DCGAN-style nets for 28×28.
+"""Generator/critic pairs shared by every family: MLPs for 2-D data, DCGAN-style nets for images.
 
 The GAN posts of *Scientific Spaces* — "f-GAN: a production workshop for GANs" (kexue.fm archive
 6016), "RSGAN: the Turing test in GANs" (6110) and "A GAN with a single loss via stop-gradient"
@@ -6,11 +6,16 @@ The GAN posts of *Scientific Spaces* — "f-GAN: a production workshop for GANs"
 hold no training logic (the engine and `genshop.steps` do).
 
 * `mlp_pair`: G = Linear(k→w) · act · [BN] … Linear(w→2), D = Linear(2→w) · act … Linear(w→1).
-* `dcgan_pair` (Radford et al. 2016): G = Linear(k → c·7·7) · BN · ReLU, ConvT(4, stride 2) to
-  14×14 · BN · ReLU, ConvT(4, stride 2) to 28×28 · sigmoid, so pixels lie in [0, 1];
-  D = Conv(4, stride 2) · LeakyReLU(0.2) → 14×14 → 7×7 → Linear → 1 logit. Spectral norm
-  (Miyato et al. 2018) divides each critic weight by its largest singular value σ(W), estimated by
-  power iteration, so every layer of D is (about) 1-Lipschitz.
+* `dcgan_pair` (Radford et al. 2016) for C×H×W images, H and W multiples of 4 (C = 1 for MNIST,
+  3 for Stacked MNIST), with w = `width`: G = Linear(k → 2w·(H/4)·(W/4)) · BN · ReLU,
+  ConvT(2w → w, 4, stride 2) to H/2 × W/2 · BN · ReLU, ConvT(w → C, 4, stride 2) to H × W · sigmoid,
+  so pixels lie in [0, 1]; D = Conv(C → w, 4, stride 2) · LeakyReLU(0.2) → Conv(w → 2w) [· BN]
+  · LeakyReLU(0.2) → Linear(2w·(H/4)·(W/4) → 1), one logit. Spectral norm (Miyato et al. 2018)
+  divides each critic weight by its largest singular value σ(W), estimated by power iteration, so
+  every layer of D is (about) 1-Lipschitz. Multiply-adds of one image's forward pass:
+  G = k·2w·HW/16 + 2w²·HW + 4w·C·HW, D = 4w·C·HW + 2w²·HW + 2w·HW/16 (each stride-2 4×4
+  convolution, plain or transposed, joins 4 input positions per output position); at w = 64
+  and 28×28 that is ≈ 27 MFLOP for G and D together (`benchmarks/image_speed.py` counts them).
 
 Every generator has `latent_dim` and `sample_latent(n, generator)` (z ~ N(0, I)); every critic
 returns a flat (N,) tensor of logits.
@@ -82,29 +87,47 @@ def mlp_pair(latent_dim: int = 2, width: int = 128, depth: int = 3, data_dim: in
     return G, D
 
 
-def _dcgan_generator(latent_dim: int, width: int) -> Generator:
-    c = 2 * width
+def dcgan_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """`shape` as (C, H, W) if the DCGAN pair can take it (3-D, H and W multiples of 4), else a
+    BadInputError that says what fits."""
+    from genshop.errors import BadInputError
+
+    if len(shape) != 3 or min(shape) < 1 or shape[1] % 4 or shape[2] % 4:
+        raise BadInputError(f"the DCGAN pair takes C×H×W images with H and W multiples of 4 "
+                            f"(e.g. 1×28×28, 3×28×28, 3×32×32), not {tuple(shape)}")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _dcgan_generator(latent_dim: int, width: int, shape: tuple[int, int, int]) -> Generator:
+    c, (channels, h, w) = 2 * width, shape
     body = nn.Sequential(
-        nn.Linear(latent_dim, c * 7 * 7), nn.BatchNorm1d(c * 7 * 7), nn.ReLU(),
-        nn.Unflatten(1, (c, 7, 7)),
+        nn.Linear(latent_dim, c * (h // 4) * (w // 4)), nn.BatchNorm1d(c * (h // 4) * (w // 4)),
+        nn.ReLU(), nn.Unflatten(1, (c, h // 4, w // 4)),
         nn.ConvTranspose2d(c, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-        nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1), nn.Sigmoid(),
+        nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Sigmoid(),
     )
     return Generator(body, latent_dim)
 
 
-def _dcgan_critic(width: int, spectral: bool, batch_norm: bool) -> Critic:
+def _dcgan_critic(width: int, spectral: bool, batch_norm: bool,
+                  shape: tuple[int, int, int]) -> Critic:
     wrap = spectral_norm if spectral else (lambda m: m)
-    layers: list[nn.Module] = [wrap(nn.Conv2d(1, width, 4, stride=2, padding=1)),
+    channels, h, w = shape
+    layers: list[nn.Module] = [wrap(nn.Conv2d(channels, width, 4, stride=2, padding=1)),
                                nn.LeakyReLU(0.2),
                                wrap(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1))]
     if batch_norm:
         layers.append(nn.BatchNorm2d(2 * width))
-    layers += [nn.LeakyReLU(0.2), nn.Flatten(), wrap(nn.Linear(2 * width * 7 * 7, 1))]
+    layers += [nn.LeakyReLU(0.2), nn.Flatten(),
+               wrap(nn.Linear(2 * width * (h // 4) * (w // 4), 1))]
     return Critic(nn.Sequential(*layers))
 
 
 def dcgan_pair(latent_dim: int = 64, width: int = 64, spectral_norm: bool = False,
-               batch_norm: bool = False) -> tuple[Generator, Critic]:
-    """(G, D) for 1×28×28 images in [0, 1]; `spectral_norm` / `batch_norm` apply to D."""
-    return _dcgan_generator(latent_dim, width), _dcgan_critic(width, spectral_norm, batch_norm)
+               batch_norm: bool = False,
+               shape: tuple[int, ...] = (1, 28, 28)) -> tuple[Generator, Critic]:
+    """(G, D) for C×H×W images in [0, 1] (`shape`, H and W multiples of 4);
+    `spectral_norm` / `batch_norm` apply to D."""
+    shape = dcgan_shape(shape)
+    return (_dcgan_generator(latent_dim, width, shape),
+            _dcgan_critic(width, spectral_norm, batch_norm, shape))

@@ -7,6 +7,7 @@ from it (`genshop report RUN_DIR` redraws a run's page at any time).
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,12 +146,29 @@ def metric_curves(records: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
+EVAL = "eval.json"  # the scores `genshop eval` writes into an image run
+
+
+def eval_table(record: dict[str, Any]) -> Table:
+    """The scores of an eval.json record (`genshop.experiments.images.evaluate_run`), with
+    their protocol in the note."""
+    p = record["protocol"]
+    note = (f"{p['n_samples']:,} samples (seed {p['sample_seed']}) at step {p['step']} against "
+            f"{p['n_reference']:,} images of {p['reference']}; features of {p['extractor']} "
+            f"(sha256 {p['extractor_sha256'][:12]}…); {p['note']}")
+    return Table(f"Scores (genshop eval, step {p['step']})", ["score", "value"],
+                 [[k, v] for k, v in record["scores"].items()], note)
+
+
 def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
-    """`run_dir/index.html` of a training run: its config, metric curves, the last snapshots.
-    A missing or corrupt config.json is a DataError; a torn last metrics line is skipped."""
+    """`run_dir/index.html` of a training run: its config, the scores of `genshop eval` (if
+    any), metric curves, the last snapshots. A missing or corrupt config.json is a DataError;
+    a torn last metrics line is skipped."""
     run_dir = Path(run_dir)
     config = read_config_json(run_dir)
     body = table_html(Table("Config", ["option", "value"], [[k, v] for k, v in config.items()]))
+    if (run_dir / EVAL).is_file():
+        body += table_html(eval_table(json.loads((run_dir / EVAL).read_text())))
     records = read_metrics(run_dir)
     if records:
         last = records[-1]

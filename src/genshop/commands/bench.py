@@ -1,7 +1,10 @@
-"""`genshop bench modes`: every GAN loss × {alternating, fused} update on the 2-D ring or grid.
+"""`genshop bench modes|images|stacked`: every GAN loss × {alternating, fused} update on the 2-D
+ring or grid (`modes`), on MNIST at a fixed compute budget (`images`) or on Stacked MNIST's
+1,000 modes (`stacked`).
 
-A thin command over `genshop.experiments.modes` (the protocol, rows, scoring, published tables,
-worker processes and resume live there): options in, `run_benchmark`, the table printed.
+A thin command over `genshop.experiments.modes`, `.images` and `.stacked` (the protocols, rows,
+scoring, published tables, worker processes and resume live there): options in,
+`run_benchmark`, the table printed.
 """
 
 from __future__ import annotations
@@ -13,25 +16,39 @@ from pathlib import Path
 from typing import Any
 
 from genshop.errors import BadInputError, UnknownNameError
-from genshop.experiments import text_table
+from genshop.experiments import images, stacked, text_table
 from genshop.experiments.modes import UPDATES, describe, run_benchmark
 from genshop.losses import names as loss_names
 
 NAME = "bench"
-HELP = "benchmarks: `bench modes` scores every GAN loss on the 2-D ring/grid mode protocol"
+HELP = ("benchmarks: `bench modes` (2-D ring/grid modes), `bench images` (MNIST FID/KID/"
+        "precision/recall at a fixed compute budget), `bench stacked` (Stacked MNIST's 1,000 "
+        "modes)")
+IMAGE_BENCHES = {"images": images.IMAGES, "stacked": stacked.STACKED}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("benchmark", choices=["modes"], help="which benchmark")
-    p.add_argument("--data", choices=["ring8", "grid25"], default="ring8")
-    p.add_argument("--losses", default="all",
-                   help="comma-separated loss names, or 'all' (genshop.losses.names())")
+    p.add_argument("benchmark", choices=["modes", *IMAGE_BENCHES], help="which benchmark")
+    p.add_argument("--data", choices=["ring8", "grid25"], default=None,
+                   help="modes only: ring8 (default) or grid25; images trains on mnist, "
+                        "stacked on stacked-mnist")
+    p.add_argument("--losses", default=None,
+                   help="comma-separated loss names, or 'all' (genshop.losses.names()); "
+                        f"default: all for modes, {','.join(images.LOSSES)} for images, "
+                        f"{','.join(stacked.LOSSES)} for stacked")
     p.add_argument("--updates", default=",".join(UPDATES),
                    help="comma-separated update rules: alternating, fused")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: recipe)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="modes: training steps; images, stacked: the compute budget, in steps "
+                        "of nsgan alternating (each row gets the steps of equal model FLOPs); "
+                        "default: the recipe's steps")
     p.add_argument("--seeds", type=int, default=3, help="seeds per row of the full table")
-    p.add_argument("--best", type=int, default=2, help="rows rerun with --best-seeds seeds")
-    p.add_argument("--best-seeds", type=int, default=10)
+    p.add_argument("--samples", type=int, default=None,
+                   help="images, stacked: samples scored per run (default 10,000 and 26,000, "
+                        "the protocols' counts; at least 100)")
+    p.add_argument("--best", type=int, default=None,
+                   help="modes only: rows rerun with --best-seeds seeds (default 2)")
+    p.add_argument("--best-seeds", type=int, default=None, help="modes only (default 10)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run")
     p.add_argument("--resume", type=Path, default=None, metavar="BENCH_DIR",
                    help="continue an interrupted benchmark in its folder: finished runs are "
@@ -69,21 +86,54 @@ def parse_names(text: str, valid: Sequence[str], kind: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    losses = parse_names(args.losses, loss_names(), "loss")
+    default_losses = "all" if args.benchmark == "modes" else ",".join(
+        IMAGE_BENCHES[args.benchmark].losses)
+    losses = parse_names(args.losses or default_losses, loss_names(), "loss")
     updates = parse_names(args.updates, UPDATES, "update rule")
     overrides = parse_overrides(args.set)
+    if args.steps is not None and args.steps < 1:
+        raise BadInputError(f"--steps must be >= 1, got {args.steps}")
+    if args.benchmark != "modes":
+        return _run_images(args, IMAGE_BENCHES[args.benchmark], losses, updates, overrides)
+    if args.samples is not None:
+        raise BadInputError("--samples is for bench images and bench stacked; bench modes "
+                            "scores 2,500 samples, as the protocol does")
     if args.steps is not None:
-        if args.steps < 1:
-            raise BadInputError(f"--steps must be >= 1, got {args.steps}")
         overrides["steps"] = args.steps
-    bench = run_benchmark(args.data, losses, updates, parent=args.out, resume=args.resume,
-                          seeds=args.seeds, best=args.best, best_seeds=args.best_seeds,
-                          overrides=overrides, jobs=args.jobs, progress=_print_now)
+    best = 2 if args.best is None else args.best
+    best_seeds = 10 if args.best_seeds is None else args.best_seeds
+    bench = run_benchmark(args.data or "ring8", losses, updates, parent=args.out,
+                          resume=args.resume, seeds=args.seeds, best=best,
+                          best_seeds=best_seeds, overrides=overrides, jobs=args.jobs,
+                          progress=_print_now)
     for line in text_table(bench.tables[0]):
         print(line)
     print(f"report: {bench.page.resolve()}")
     return 0
 
 
+def _run_images(args: argparse.Namespace, bench: images.Bench, losses: list[str],
+                updates: list[str], overrides: dict[str, Any]) -> int:
+    for name, value in (("--data", args.data), ("--best", args.best),
+                        ("--best-seeds", args.best_seeds)):
+        if value is not None:
+            raise BadInputError(f"{name} is for bench modes only; bench {bench.name} trains "
+                                f"on {bench.data}, every row with --seeds seeds")
+    result = images.run_benchmark(bench, losses, updates, parent=args.out, resume=args.resume,
+                                  seeds=args.seeds, steps=args.steps, samples=args.samples,
+                                  overrides=overrides, jobs=args.jobs,
+                                  progress=_print_image_run)
+    for table in result.tables[:2]:
+        print(table.title)
+        for line in text_table(table):
+            print(line)
+    print(f"report: {result.page.resolve()}")
+    return 0
+
+
 def _print_now(run) -> None:
     print(describe(run), flush=True)  # progress shows in a log file as each run finishes
+
+
+def _print_image_run(run: images.ImageRun) -> None:
+    print(images.describe(run), flush=True)
