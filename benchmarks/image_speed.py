@@ -10,10 +10,12 @@ recipe's nets (`genshop.families.gan.RECIPES[--data]`) and batch 64. Timed inter
 * `... NCHW`: the same step with the nets in torch's default (contiguous NCHW) memory format;
 * `alternating, engine`: a whole engine step — the batch indexed from the training set, the
   step, the EMA update — as `genshop.train` runs it;
-* `matmul`: a float32 square product n×n·n×n, n = 1024 by default (`--matmul`), as `torch.mm`
-  (MKL's sgemm) and as a 1×1 convolution of n channels over 32×32 positions in channels-last
-  layout (oneDNN's GEMM, the library of the convolutions), at the same thread count; MFU is
-  measured against the faster of the two.
+* `matmul ...`: float32 matrix products at the same thread count — `torch.mm` of two
+  1024×1024 matrices (MKL's sgemm) and two 1×1 convolutions in channels-last layout (oneDNN's
+  GEMM, the library of the convolutions): 1024 channels over 32×32 positions, and 256 channels
+  over 16 images of 32×32. oneDNN picks its kernel by shape and thread count, and on an AMD CPU
+  MKL may not run its AVX-512 code, so the products differ by 2× here; MFU is measured against
+  the fastest.
 
 Times are process CPU seconds by default (`--clock cpu`): on a shared machine other processes
 steal wall time from every variant unevenly; `--clock wall` gives elapsed time.
@@ -102,7 +104,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--matmul", type=int, default=1024, help="side of the square matmul")
+    p.add_argument("--matmul", type=int, default=1024,
+                   help="side of the torch.mm matrices and channels of the first 1×1 conv")
     p.add_argument("--clock", default="cpu", choices=list(CLOCKS),
                    help="cpu: process CPU time (a busy shared machine steals wall time; with "
                         "several threads it sums them), wall: elapsed time")
@@ -114,28 +117,34 @@ def main() -> None:
     dataset = get_dataset(args.data)
     n = args.matmul
     a, b = torch.randn(n, n), torch.randn(n, n)
-    x = torch.randn(1, n, 32, n // 32).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
+    nhwc = {"memory_format": torch.channels_last}
+    x1 = torch.randn(1, n, 32, 32).contiguous(**nhwc)
+    w1 = torch.randn(n, n, 1, 1).contiguous(**nhwc)
+    x2 = torch.randn(16, 256, 32, 32).contiguous(**nhwc)
+    w2 = torch.randn(256, 256, 1, 1).contiguous(**nhwc)
+    conv = torch.nn.functional.conv2d
     fns = {"alternating": family_step(config["alternating"], dataset, True),
            "fused": family_step(config["fused"], dataset, True),
            "alternating NCHW": family_step(config["alternating"], dataset, False),
            "fused NCHW": family_step(config["fused"], dataset, False),
            "alternating, engine": engine_step(config["alternating"], dataset),
-           "matmul": lambda: torch.mm(a, b),
-           "matmul oneDNN": lambda: torch.nn.functional.conv2d(x, w)}
+           f"matmul torch.mm {n}": lambda: torch.mm(a, b),
+           f"matmul oneDNN 1×1 conv {n} ch, 1×32×32": lambda: conv(x1, w1),
+           "matmul oneDNN 1×1 conv 256 ch, 16×32×32": lambda: conv(x2, w2)}
     flops = {name: count_flops(fn) for name, fn in fns.items()}
     with FlopCounterMode(display=False) as counter:
         family_step(config["alternating"], dataset, True)()
     times = time_interleaved(fns, args.rounds, 3, CLOCKS[args.clock])
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    gemm = {name: flops[name] / med[name] for name in ("matmul", "matmul oneDNN")}
+    gemm = {name[7:]: flops[name] / med[name] for name in fns if name.startswith("matmul")}
     peak = max(gemm.values())
     c = config["alternating"]
     print(f"{args.data}: DCGAN pair width {c.width}, latent {c.latent_dim}, batch {args.batch}, "
           f"{args.threads} thread(s), {args.clock} clock, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d')}")
-    print(f"matmul {n}×{n}·{n}×{n}: torch.mm {gemm['matmul'] / 1e9:.1f} GFLOP/s, oneDNN 1×1 "
-          f"convolution {gemm['matmul oneDNN'] / 1e9:.1f} GFLOP/s (medians of {args.rounds})")
+    print(f"matrix products (medians of {args.rounds}): "
+          + ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in gemm.items())
+          + f" GFLOP/s; MFU against {peak / 1e9:.1f}")
     print(f"FlopCounterMode, alternating step: {counter.get_total_flops() / 1e9:.3f} GFLOP "
           f"(count_flops: {flops['alternating'] / 1e9:.3f})")
     print("variant | ms/step | steps/s | GFLOP/step | GFLOP/s | MFU")

@@ -173,7 +173,7 @@ def test_step_flops_follow_the_net_pass_count_of_each_update():
 
 
 def test_budget_gives_every_row_the_reference_rows_flops(fake_mnist):
-    base = {**TINY, "batch_size": 16}
+    base = {**TINY, "batch_size": 16, "spectral_norm": False}  # the recipe's SN: see below
     budget = bench.plan_budget("mnist", ["nsgan", "wgan"], ["alternating", "fused"], base, 30)
     ref = budget.flops
     assert budget.per_row[("nsgan", "alternating")] == (30, ref)
@@ -184,6 +184,10 @@ def test_budget_gives_every_row_the_reference_rows_flops(fake_mnist):
     assert ref == alt16 and budget.per_row[("nsgan", "fused")] == (round(30 * alt16 / fused16),
                                                                     fused16)
     assert budget.per_row[("nsgan", "fused")][0] == 39  # tiny nets: 9.6 units, not 9, to 12
+    # spectral norm in training mode keeps the fused step from sharing one critic forward
+    sn = bench.plan_budget("mnist", ["nsgan"], ["fused"], {**base, "spectral_norm": True}, 30)
+    assert sn.flops == ref and budget.per_row[("nsgan", "fused")][1] < sn.per_row[
+        ("nsgan", "fused")][1] < ref
     wgan_steps, wgan_flops = budget.per_row[("wgan", "alternating")]
     assert wgan_flops > ref and wgan_steps == round(30 * ref / wgan_flops) < 30
     config = bench.bench_config("mnist", "nsgan", "alternating", 0, ".", base)
@@ -237,25 +241,28 @@ def test_recipes_exist_for_mnist_and_stacked_mnist():
 # -- the benchmarks end to end ------------------------------------------------------------------
 
 def test_bench_images_end_to_end_and_resumed(fake_mnist, tmp_path, capsys):
-    argv = ["bench", "images", "--losses", "nsgan", "--steps", "3", "--seeds", "1",
+    argv = ["bench", "images", "--losses", "nsgan", "--steps", "10", "--seeds", "1",
             "--samples", "100", "--out", str(tmp_path / "b")] + [
         f"--set={k}={v}" for k, v in TINY.items()]
     assert cli.main(argv) == 0
     (folder,) = (tmp_path / "b").iterdir()
     results = json.loads((folder / "results.json").read_text())
     runs = {r["update"]: r for r in results["runs"]}
-    assert runs["alternating"]["steps"] == 3 and runs["fused"]["steps"] == 4  # 3 · 12 / 9
+    budget = results["budget"]["rows"]
+    ref, fused = (budget[f"nsgan/{u}"]["flops_per_step"] for u in ("alternating", "fused"))
+    assert runs["alternating"]["steps"] == 10 and fused < ref  # the recipe: spectral norm
+    assert runs["fused"]["steps"] == budget["nsgan/fused"]["steps"] == round(10 * ref / fused)
+    assert runs["fused"]["steps"] == 11
     for update, r in runs.items():
         record = json.loads((folder / "runs" / f"nsgan-{update}-s0" / "eval.json").read_text())
         assert record["scores"]["fid"] == r["scores"]["fid"] >= 0
         assert record["protocol"]["n_samples"] == 100 and record["step"] == r["steps"]
         assert 0 <= r["scores"]["precision"] <= 1 and 1 <= r["scores"]["classes_found"] <= 10
-    assert results["budget"]["rows"]["nsgan/fused"]["steps"] == 4
     page = (folder / "index.html").read_text()
     assert "Lucic et al. 2018" in page and "samples.png" in page and "single-loss" in page
     assert (folder / "samples.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "nsgan      fused       seed 0: 4 steps, FID" in out
+    assert "nsgan      fused       seed 0: 11 steps, FID" in out
     ckpt = folder / "runs" / "nsgan-fused-s0" / "checkpoint.pt"
     stamp = ckpt.stat().st_mtime_ns
     assert cli.main([*argv, "--resume", str(folder)]) == 0  # reused, not retrained

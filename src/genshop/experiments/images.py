@@ -474,7 +474,8 @@ def run_benchmark(bench: Bench, losses: Sequence[str] | None = None,
             f"run; mean ± standard error over seeds; {samples:,} samples per run scored "
             "against the test split on genshop's digit-classifier features (not Inception).")
     comparison = update_table(bench, rows)
-    tables = [measured_table(bench, f"Measured: {bench.data}, {seeds} seeds per row", rows,
+    per_row = f"{seeds} seed{'s' if seeds > 1 else ''} per row"
+    tables = [measured_table(bench, f"Measured: {bench.data}, {per_row}", rows,
                              note), *bench.findings(rows), *([comparison] if comparison else []),
               *bench.published()]
     figure = save_figure(grids_figure(rows, f"{bench.data}: seed 0 of every row"),
