@@ -34,8 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from operator import truediv
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +43,7 @@ from torch import Tensor, nn
 
 from genshop import losses, nets, steps
 from genshop.families import adam
+from genshop.sections.gan_losses import StepRunner
 from genshop.timing import time_interleaved
 
 PAIRS = {  # name: (make (G, D), shape of one real sample, steps per timed round at batch 64)
@@ -52,17 +51,6 @@ PAIRS = {  # name: (make (G, D), shape of one real sample, steps per timed round
     "dcgan-28": (nets.dcgan_pair, (1, 28, 28), 2),
 }
 ADAM = {"betas": (0.5, 0.999), "fused": True}  # Adam's one-kernel CPU update, for every mode
-
-
-@dataclass
-class StepRunner:
-    """One training step on its own nets and optimiser, callable without arguments."""
-
-    step: Callable[[], dict[str, float]]
-    nets: tuple[nn.Module, nn.Module]
-
-    def __call__(self) -> dict[str, float]:
-        return self.step()
 
 
 def fused_runner(module: ModuleType, G: nn.Module, D: nn.Module, loss: losses.GanLoss,

@@ -43,25 +43,9 @@ from genshop.data import get_dataset
 from genshop.experiments.images import count_flops
 from genshop.families import StepInput
 from genshop.families.gan import GanFamily
+from genshop.timing import time_interleaved
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
-
-
-def time_interleaved(fns: dict, rounds: int, calls_per_round: int, clock) -> dict[str, list]:
-    """Seconds per call of each function by `clock`: `rounds` rounds of `calls_per_round`
-    calls, the functions taking turns, the order reversed every other round, after one warm-up
-    call each (as `genshop.timing.time_interleaved`, with a choice of clock)."""
-    names = list(fns)
-    for name in names:
-        fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        for name in names if i % 2 == 0 else names[::-1]:
-            start = clock()
-            for _ in range(calls_per_round):
-                fns[name]()
-            times[name].append((clock() - start) / calls_per_round)
-    return times
 
 
 def family_step(config, dataset, channels_last: bool, seed: int = 0):

@@ -61,3 +61,38 @@ def fake_npm(monkeypatch, source: Path, calls: list[str]) -> None:
         return target
 
     monkeypatch.setattr(fetch, "_npm_pack", npm_pack)
+
+
+def square_digits(per_digit: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """Digit d: a bright 6×6 square whose place depends on d, on faint seeded noise."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(per_digit)
+    x = 0.1 * torch.rand(len(labels), 1, 28, 28, generator=gen)
+    for i, d in enumerate(labels.tolist()):
+        r, c = 2 + 6 * (d // 4), 2 + 6 * (d % 4)
+        x[i, 0, r:r + 6, c:c + 6] = 0.8 + 0.2 * torch.rand(6, 6, generator=gen)
+    return x, labels
+
+
+FAKE_EXTRACTOR_SHA256 = "f" * 64
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """MNIST replaced by 300 square digits (`square_digits`), a seeded random classifier as the
+    reference extractor, small Stacked MNIST training and reference sets, few KID subsets, and
+    the cache in tmp_path."""
+    from genshop.data import images as data_images
+    from genshop.metrics import images as metrics
+    from genshop.metrics.classifier import DigitClassifier
+
+    monkeypatch.setenv("GENSHOP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_images.MNIST, "_arrays", square_digits())
+    monkeypatch.setattr(data_images.MNIST, "_splits", {})
+    monkeypatch.setattr(data_images, "STACKED_TRAINING_SIZE", 256)
+    torch.manual_seed(0)
+    classifier = DigitClassifier().eval()
+    monkeypatch.setattr(metrics, "load_classifier", lambda: classifier)
+    monkeypatch.setattr(metrics, "weights_sha256", lambda: FAKE_EXTRACTOR_SHA256)
+    monkeypatch.setattr(metrics, "STACKED_REFERENCE_SIZE", 200)
+    monkeypatch.setattr(metrics, "KID_SUBSETS", 10)

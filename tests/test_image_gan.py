@@ -13,45 +13,16 @@ from conftest import assert_same_models, straight_and_resumed
 from torch.utils.flop_counter import FlopCounterMode
 
 from genshop import cli
-from genshop.data import images as data_images
 from genshop.engine import configure
 from genshop.errors import BadInputError
+from genshop.experiments import gan_config
 from genshop.experiments import images as bench
 from genshop.experiments.stacked import STACKED, on_target
 from genshop.families import StepInput
 from genshop.families.gan import GanConfig, GanFamily
-from genshop.metrics import images as metrics
-from genshop.metrics.classifier import DigitClassifier
 from genshop.nets import dcgan_pair
 
 TINY = {"latent_dim": 4, "width": 4, "batch_size": 8, "ema": 0.9}
-
-
-def fake_digits(per_digit: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
-    """Digit d: a bright 6×6 square whose place depends on d, on faint seeded noise."""
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(10).repeat_interleave(per_digit)
-    x = 0.1 * torch.rand(len(labels), 1, 28, 28, generator=gen)
-    for i, d in enumerate(labels.tolist()):
-        r, c = 2 + 6 * (d // 4), 2 + 6 * (d % 4)
-        x[i, 0, r:r + 6, c:c + 6] = 0.8 + 0.2 * torch.rand(6, 6, generator=gen)
-    return x, labels
-
-
-@pytest.fixture
-def fake_mnist(tmp_path, monkeypatch):
-    """MNIST replaced by 300 fake digits, a seeded random classifier as the reference
-    extractor, small Stacked MNIST training and reference sets, and the cache in tmp_path."""
-    monkeypatch.setenv("GENSHOP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(data_images.MNIST, "_arrays", fake_digits())
-    monkeypatch.setattr(data_images.MNIST, "_splits", {})
-    torch.manual_seed(0)
-    classifier = DigitClassifier().eval()
-    monkeypatch.setattr(metrics, "load_classifier", lambda: classifier)
-    monkeypatch.setattr(metrics, "weights_sha256", lambda: "f" * 64)
-    monkeypatch.setattr(metrics, "STACKED_REFERENCE_SIZE", 200)
-    monkeypatch.setattr(data_images, "STACKED_TRAINING_SIZE", 256)
-    monkeypatch.setattr(metrics, "KID_SUBSETS", 10)
 
 
 # -- the DCGAN pair -----------------------------------------------------------------------------
@@ -190,16 +161,16 @@ def test_budget_gives_every_row_the_reference_rows_flops(fake_mnist):
         ("nsgan", "fused")][1] < ref
     wgan_steps, wgan_flops = budget.per_row[("wgan", "alternating")]
     assert wgan_flops > ref and wgan_steps == round(30 * ref / wgan_flops) < 30
-    config = bench.bench_config("mnist", "nsgan", "alternating", 0, ".", base)
+    config = gan_config("mnist", "nsgan", "alternating", 0, ".", base)
     assert bench.step_flops(config) == bench.step_flops(config, batch=4)
     assert bench.budget_steps(3000, 4.0, 3.0) == 4000
     assert bench.budget_steps(1, 1.0, 100.0) == 1
 
 
 def test_lazy_r1_counts_at_its_mean_cost(fake_mnist):
-    plain = bench.bench_config("mnist", "nsgan", "alternating", 0, ".", TINY)
-    every = bench.bench_config("mnist", "nsgan", "alternating", 0, ".", {**TINY, "r1": 1.0})
-    lazy = bench.bench_config("mnist", "nsgan", "alternating", 0, ".",
+    plain = gan_config("mnist", "nsgan", "alternating", 0, ".", TINY)
+    every = gan_config("mnist", "nsgan", "alternating", 0, ".", {**TINY, "r1": 1.0})
+    lazy = gan_config("mnist", "nsgan", "alternating", 0, ".",
                               {**TINY, "r1": 1.0, "r1_every": 4})
     f0, f1, f4 = (bench.step_flops(c) for c in (plain, every, lazy))
     assert f1 > f0 and f4 == pytest.approx(f0 + (f1 - f0) / 4)

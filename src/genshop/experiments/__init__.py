@@ -11,27 +11,99 @@ An experiment module (the template is `modes`) holds, for one published protocol
   `index.html`.
 
 `genshop.commands.bench` parses options and calls `run_benchmark`; a tour section calls the same
-functions on a small budget. What every experiment shares lives here: the process pool
+functions on a small budget. What every experiment shares lives here: the config of a GAN run
+(`gan_config`), training it once with its finished-marker (`train_once`), the process pool
 (`run_tasks`), the benchmark folder (`new_folder`) and the page (`write_page`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 import multiprocessing
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from genshop import report
+from genshop.atomic import write_json_atomic
+from genshop.config import read_config_json
+from genshop.engine import configure, train
+from genshop.errors import BadInputError, TrainingDiverged
+from genshop.families.gan import GanConfig
 from genshop.report import Table
 
 DONE = "bench-run.json"  # written into a run's folder when it has finished (for resuming)
+QUIET = {"sample_every": 0, "checkpoint_every": 10**9, "log_every": 100}
 R = TypeVar("R")
+
+
+def gan_config(data: str, loss: str, update: str, seed: int, out: Path | str,
+               overrides: dict[str, Any] | None = None) -> GanConfig:
+    """The config of one benchmark run: GanConfig defaults, the data set's recipe, then
+    `overrides` (steps included)."""
+    return configure("gan", **{**QUIET, **(overrides or {}), "data": data, "loss": loss,
+                              "update": update, "seed": seed, "out": str(out)})
+
+
+@dataclass(frozen=True)
+class GanTask:
+    """One GAN training run of a benchmark, picklable for a worker process; an experiment
+    subclasses it with its `run()` (train with `train_once`, then score)."""
+
+    data: str
+    loss: str
+    update: str
+    seed: int
+    out: Path
+    overrides: dict[str, Any] | None = None
+
+    def config(self) -> GanConfig:
+        return gan_config(self.data, self.loss, self.update, self.seed, self.out,
+                          self.overrides)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What `train_once` records of a finished run (its `DONE` file)."""
+
+    cpu_seconds: float
+    diverged: bool
+
+
+def train_once(config: Any) -> Trained:
+    """Train `config` into `config.out` unless it finished before.
+
+    A folder holding `DONE` is reused after checking its saved config equals `config` (else a
+    BadInputError); a folder without it was interrupted and is trained again from scratch. A run
+    whose loss turned NaN counts as finished and `diverged`.
+    """
+    out = Path(config.out)
+    if (out / DONE).is_file():
+        saved = {k: v for k, v in read_config_json(out).items() if k != "family"}
+        if saved != dataclasses.asdict(config):
+            raise BadInputError(f"{out} was trained with another config than this "
+                                "benchmark's; resume with the same recipe, --steps and --set")
+        return Trained(**json.loads((out / DONE).read_text()))
+    if out.exists():
+        shutil.rmtree(out)
+    start = time.process_time()
+    try:
+        train(config, progress=False)
+        diverged = False
+    except TrainingDiverged:
+        diverged = True
+    record = Trained(time.process_time() - start, diverged)
+    write_json_atomic(out / DONE, dataclasses.asdict(record))
+    return record
 
 
 class Task(Protocol[R]):
@@ -90,4 +162,5 @@ def text_table(table: Table) -> list[str]:
     return [fmt.format(*table.columns), *(fmt.format(*map(str, r)) for r in table.rows)]
 
 
-__all__ = ["DONE", "Task", "new_folder", "run_tasks", "text_table", "write_page"]
+__all__ = ["DONE", "QUIET", "GanTask", "Task", "Trained", "gan_config", "new_folder", "run_tasks",
+           "text_table", "train_once", "write_page"]

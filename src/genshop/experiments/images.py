@@ -21,10 +21,10 @@ run also records its process CPU time.
 
 `evaluate_run(RUN_DIR)` (also `genshop eval RUN_DIR`) samples a run through
 `genshop.load_run(RUN_DIR).sample(n, seed)`, scores the samples and writes `eval.json` (scores
-and protocol) into the run directory. The benchmark plumbing — a picklable `Task` per run with
-its finished-marker (resume), rows of seeds, worker processes, `results.json`, `index.html`
-with sample grids — follows `genshop.experiments.modes`; `genshop.experiments.stacked` runs
-Stacked MNIST with it.
+and protocol) into the run directory. The benchmark plumbing — a picklable `Task` per run (a
+`genshop.experiments.GanTask`, trained once by `train_once`: its finished-marker makes a benchmark
+resumable), rows of seeds, worker processes, `results.json`, `index.html` with sample grids — is
+that of `genshop.experiments.modes`; `genshop.experiments.stacked` runs Stacked MNIST with it.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +42,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from genshop.atomic import write_json_atomic
-from genshop.config import read_config_json
 from genshop.data import get_dataset
-from genshop.engine import configure, train
-from genshop.errors import BadInputError, TrainingDiverged
-from genshop.experiments import DONE, new_folder, run_tasks, write_page
+from genshop.errors import BadInputError
+from genshop.experiments import (
+    QUIET,
+    GanTask,
+    gan_config,
+    new_folder,
+    run_tasks,
+    train_once,
+    write_page,
+)
 from genshop.experiments.modes import recipe_note
 from genshop.families import StepInput
 from genshop.families.gan import GanConfig, GanFamily
@@ -66,7 +70,6 @@ SCORABLE = ((1, 28, 28), (3, 28, 28))  # what the reference classifier scores
 UPDATES = ("alternating", "fused")
 LOSSES = ("nsgan", "lsgan", "hinge", "wgan", "rsgan", "rasgan", "fgan-kl")
 REFERENCE = ("nsgan", "alternating")  # the row whose step count sets the budget
-QUIET = {"sample_every": 0, "checkpoint_every": 10**9, "log_every": 100}
 GRID = 64  # samples drawn per row in the figure
 
 # Lucic et al. 2018, best FID of each GAN on MNIST (Inception-v3 features, 10k samples), as the
@@ -184,61 +187,24 @@ class ImageRun:
         return float(self.scores.get(key, math.nan)) if not self.diverged else math.nan
 
 
-def bench_config(data: str, loss: str, update: str, seed: int, out: Path,
-                 overrides: dict[str, Any] | None = None) -> GanConfig:
-    """GanConfig defaults, the data set's recipe, then `overrides` (steps included)."""
-    return configure("gan", **{**QUIET, **(overrides or {}), "data": data, "loss": loss,
-                              "update": update, "seed": seed, "out": str(out)})
-
-
 @dataclass(frozen=True)
-class Task:
+class Task(GanTask):
     """One training run of an image benchmark, picklable for a worker process."""
 
-    data: str
-    loss: str
-    update: str
-    seed: int
-    out: Path
-    overrides: dict[str, Any]
     samples: int = EVAL_SAMPLES
 
-    def config(self) -> GanConfig:
-        return bench_config(self.data, self.loss, self.update, self.seed, self.out,
-                            self.overrides)
-
     def run(self) -> ImageRun:
-        """Train, then score (`evaluate_run`); a finished run (its DONE marker) is reused."""
-        if (self.out / DONE).is_file():
-            return self.reuse()
-        if self.out.exists():  # interrupted before it finished: start it again
-            shutil.rmtree(self.out)
+        """Train (once: `genshop.experiments.train_once`), then score with `evaluate_run`
+        unless the run's eval.json already holds `samples` scored samples."""
         config = self.config()
-        start = time.process_time()
-        try:
-            train(config, progress=False)
-            diverged = False
-        except TrainingDiverged:
-            diverged = True
-        cpu_seconds = time.process_time() - start
-        record = None if diverged else evaluate_run(self.out, self.samples)
-        write_json_atomic(self.out / DONE, {"cpu_seconds": cpu_seconds, "diverged": diverged})
-        return self._result(config, cpu_seconds, diverged, record)
-
-    def reuse(self) -> ImageRun:
-        config = self.config()
-        saved = {k: v for k, v in read_config_json(self.out).items() if k != "family"}
-        if saved != dataclasses.asdict(config):
-            raise BadInputError(f"{self.out} was trained with another config than this "
-                                "benchmark's; resume with the same recipe, --steps and --set")
-        done = json.loads((self.out / DONE).read_text())
+        trained = train_once(config)
         record = None
-        if not done["diverged"]:
+        if not trained.diverged:
             path = self.out / EVAL_FILE
             record = json.loads(path.read_text()) if path.is_file() else None
             if record is None or record["protocol"]["n_samples"] != self.samples:
                 record = evaluate_run(self.out, self.samples)
-        return self._result(config, done["cpu_seconds"], done["diverged"], record)
+        return self._result(config, trained.cpu_seconds, trained.diverged, record)
 
     def _result(self, config: GanConfig, cpu_seconds: float, diverged: bool,
                 record: dict[str, Any] | None) -> ImageRun:
@@ -406,13 +372,13 @@ def plan_budget(data: str, losses: Sequence[str], updates: Sequence[str],
                 overrides: dict[str, Any], steps: int | None) -> Budget:
     """Each row's steps for the budget of `steps` (default: the recipe's) reference steps.
     Building every config first checks the losses and overrides before any work."""
-    reference = bench_config(data, *REFERENCE, 0, Path("."), overrides)
+    reference = gan_config(data, *REFERENCE, 0, Path("."), overrides)
     steps = reference.steps if steps is None else steps
     ref_flops = step_flops(reference)
     per_row = {}
     for loss in losses:
         for update in updates:
-            config = bench_config(data, loss, update, 0, Path("."), overrides)
+            config = gan_config(data, loss, update, 0, Path("."), overrides)
             flops = ref_flops if (loss, update) == REFERENCE else step_flops(config)
             per_row[(loss, update)] = (budget_steps(steps, ref_flops, flops), flops)
     return Budget(steps, ref_flops, per_row)
@@ -420,7 +386,7 @@ def plan_budget(data: str, losses: Sequence[str], updates: Sequence[str],
 
 def recipe_summary(data: str, overrides: dict[str, Any], update: str) -> dict[str, Any]:
     """The options that shape training with `update` (steps excepted: set by the budget)."""
-    config = bench_config(data, "nsgan", update, 0, Path("."), overrides)
+    config = gan_config(data, "nsgan", update, 0, Path("."), overrides)
     skip = {"data", "loss", "update", "seed", "out", "steps", *QUIET}
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 

@@ -17,11 +17,7 @@ finished (it checks the saved configs match).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +26,9 @@ from typing import Any
 import torch
 
 from genshop.atomic import write_json_atomic
-from genshop.config import read_config_json
 from genshop.data import get_dataset
-from genshop.engine import configure, train
-from genshop.errors import BadInputError, TrainingDiverged
-from genshop.experiments import DONE, new_folder, run_tasks, write_page
+from genshop.errors import BadInputError
+from genshop.experiments import GanTask, gan_config, new_folder, run_tasks, train_once, write_page
 from genshop.families.gan import GanConfig
 from genshop.metrics.modes import (
     SCORED_SAMPLES,
@@ -50,7 +44,6 @@ from genshop.runs import load_run
 from genshop.threads import torch_threads
 
 UPDATES = ("alternating", "fused")
-QUIET = {"sample_every": 0, "checkpoint_every": 10**9, "log_every": 100}
 
 
 # PacGAN Table 1 (Lin et al. 2018, 10 trials, mean ± s.e.): (modes, HQ %, reverse KL) per data.
@@ -88,24 +81,6 @@ class ToyRun:
     diverged: bool
 
 
-def gan_config(data: str, loss: str, update: str, seed: int, out: Path,
-               overrides: dict[str, Any] | None = None) -> GanConfig:
-    """The config of one run: GanConfig defaults, the data set's recipe, then `overrides`."""
-    return configure("gan", **{**QUIET, **(overrides or {}), "data": data, "loss": loss,
-                              "update": update, "seed": seed, "out": str(out)})
-
-
-def train_and_score(config: GanConfig) -> ToyRun:
-    """Train `config` into `config.out`; score 2,500 samples of the final G (NaN if diverged)."""
-    start = time.process_time()
-    try:
-        train(config, progress=False)
-        diverged = False
-    except TrainingDiverged:
-        diverged = True
-    return score_run(config, time.process_time() - start, diverged)
-
-
 def score_run(config: GanConfig, cpu_seconds: float, diverged: bool) -> ToyRun:
     """Score 2,500 samples (seed 10,000 + run seed) of the trained run `config.out`."""
     if diverged:
@@ -134,39 +109,14 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(GanTask):
     """One training run of the benchmark, picklable for a worker process."""
 
-    data: str
-    loss: str
-    update: str
-    seed: int
-    out: Path
-    overrides: dict[str, Any] | None = None
-
-    def config(self) -> GanConfig:
-        return gan_config(self.data, self.loss, self.update, self.seed, self.out,
-                          self.overrides)
-
     def run(self) -> ToyRun:
-        """Train and score; a run that finished before (its DONE marker) is only scored."""
-        if (self.out / DONE).is_file():
-            return self.reuse()
-        if self.out.exists():  # interrupted before it finished: start it again
-            shutil.rmtree(self.out)
-        run = train_and_score(self.config())
-        write_json_atomic(self.out / DONE, {"cpu_seconds": run.cpu_seconds,
-                                            "diverged": run.diverged})
-        return run
-
-    def reuse(self) -> ToyRun:
+        """Train (once: `genshop.experiments.train_once`) and score."""
         config = self.config()
-        saved = {k: v for k, v in read_config_json(self.out).items() if k != "family"}
-        if saved != dataclasses.asdict(config):
-            raise BadInputError(f"{self.out} was trained with another config than this "
-                                "benchmark's; resume with the same recipe, --steps and --set")
-        done = json.loads((self.out / DONE).read_text())
-        return score_run(config, done["cpu_seconds"], done["diverged"])
+        trained = train_once(config)
+        return score_run(config, trained.cpu_seconds, trained.diverged)
 
 
 def run_rows(data: str, losses: Sequence[str], updates: Sequence[str], seeds: Sequence[int],
