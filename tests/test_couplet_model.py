@@ -22,6 +22,7 @@ from genshop.couplet.bot import (
     tiny_bot,
 )
 from genshop.couplet.model import (
+    MAX_CHARS,
     PAD,
     UNK,
     CoupletNet,
@@ -127,8 +128,20 @@ def test_shapes_and_the_posts_parameter_count():
         parameter_count(net) + 2 * 128
 
 
-@pytest.mark.parametrize(("config", "reach"), [(CoupletNetConfig(40), 6),
-                                               (CoupletNetConfig.dilated(40), 31)])
+def test_the_transformer_parameter_count():
+    """Embedding, positions, per layer 2 LayerNorms + attention (4 d×d maps with biases) +
+    FF (d → 4d → d), the final LayerNorm and the output layer."""
+    v, d, layers = 50, 32, 3
+    net = CoupletNet(CoupletNetConfig.transformer(v, dim=d, blocks=layers, heads=4))
+    per_layer = 2 * 2 * d + 4 * (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    assert parameter_count(net) == v * d + MAX_CHARS * d + layers * per_layer + 2 * d \
+        + d * v + v
+    assert net(torch.randint(2, v, (3, 9))).shape == (3, 9, v)
+
+
+@pytest.mark.parametrize(("config", "reach"), [
+    (CoupletNetConfig(40), 6), (CoupletNetConfig.dilated(40), 31),
+    (CoupletNetConfig.transformer(40, dim=16), MAX_CHARS - 1)])
 def test_receptive_field(config, reach):
     """Output i depends on input j exactly when |i − j| ≤ (receptive field − 1) / 2."""
     assert config.receptive_field == 2 * reach + 1
@@ -142,9 +155,11 @@ def test_receptive_field(config, reach):
     assert moved.tolist() == [abs(i - 20) <= reach for i in range(40)]
 
 
-def test_padding_does_not_change_the_real_positions():
+@pytest.mark.parametrize("config", [CoupletNetConfig(30, dim=16),
+                                    CoupletNetConfig.transformer(30, dim=16, blocks=2)])
+def test_padding_does_not_change_the_real_positions(config):
     torch.manual_seed(2)
-    net = CoupletNet(CoupletNetConfig(30, dim=16)).eval()
+    net = CoupletNet(config).eval()
     lines = [[5, 6, 7], [8, 9, 10, 11, 12], [3, 4, 5, 6, 7, 8, 9]]
     batch = net(pad_rows(lines))
     for i, line in enumerate(lines):
@@ -202,9 +217,31 @@ def test_the_tagger_learns_ten_toy_pairs(toy_run):
     assert best["valid_char_accuracy"] == 1.0 and best["step"] <= 300
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+def test_the_transformer_learns_ten_toy_pairs_and_the_bot_reads_it(tmp_path):
+    config = toy_config(toy_folder(tmp_path / "data"), tmp_path / "run", arch="transformer",
+                        blocks=2, dim=32, dropout=0.1, steps=250)
+    train(config, progress=False)
+    assert metrics(tmp_path / "run")[-1]["valid_char_accuracy"] == 1.0
+    bot = load_run_bot(tmp_path / "run")
+    assert bot.net.config.kind == "transformer"
+    assert [r.second for r in bot.answer_many([a for a, _ in TOY])] == [b for _, b in TOY]
+
+
+def test_transformer_heads_must_divide_the_width(tmp_path, capsys):
     data = toy_folder(tmp_path / "data")
-    options = {"steps": 30, "log_every": 5, "checkpoint_every": 10, "direction": "both"}
+    argv = ["train", "couplet", "--data-dir", str(data), "--arch", "transformer", "--dim", "30",
+            "--heads", "4", "--min-count", "1", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--heads 4" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("arch", ["post", "transformer"])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, arch):
+    data = toy_folder(tmp_path / "data")
+    options = {"steps": 30, "log_every": 5, "checkpoint_every": 10, "direction": "both",
+               "arch": arch, "blocks": 2 if arch == "transformer" else 6}
     train(toy_config(data, tmp_path / "a", **options), progress=False)
     train(toy_config(data, tmp_path / "b", **{**options, "steps": 15}), progress=False)
     train(toy_config(data, tmp_path / "b", **options), resume=True, progress=False)

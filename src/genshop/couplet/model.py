@@ -15,14 +15,21 @@ field is 13 characters (6 blocks × 2 + 1); `CoupletNetConfig.dilated()` doubles
 block by block (1, 2, 4, 8, 8, 8 with the default cap) so that every position of a line of up to
 2·(1 + 2 + 4 + 8 + 8 + 8) + 1 = 63 characters sees the whole line.
 
+`CoupletNetConfig.transformer()` (genshop's second configuration, not the post's) replaces the
+blocks by pre-norm Transformer encoder layers (Vaswani et al. 2017) over the same embedding plus
+a learned position embedding P[i], i < 64, so every position attends to the whole line:
+
+    h₀ = Dropout(Embedding(x) + P),  hₗ₊₁ = hₗ' + FF(LN(hₗ')),  hₗ' = hₗ + MHA(LN(hₗ)),
+    p(yᵢ | x) = softmax(W LN(h_N)ᵢ + b)                (FF: d → 4d → d with GELU)
+
 `directions = 2` (genshop's, not the post's) lets one net answer both ways: a learned vector
 D[r] is added to every embedding, r = 0 for 上联 → 下联 and r = 1 for 下联 → 上联,
 h₀ = Dropout(Embedding(x) + D[r]).
 
 Padding (id `PAD` = 0, when lines of several lengths share a batch) is masked: the hidden state
 of a padded position is set to 0 after the embedding and after every block, which is exactly what
-the convolution's own "same" zero padding shows the last real characters, so padding never
-changes the outputs at real positions.
+the convolution's own "same" zero padding shows the last real characters; the Transformer's
+attention skips padded keys. So padding never changes the outputs at real positions.
 """
 
 from __future__ import annotations
@@ -37,11 +44,14 @@ from genshop.couplet.vocab import Vocab
 PAD = Vocab.PAD
 UNK = Vocab.UNK
 MAX_CHARS = 64  # the longest line the bot answers and the family trains on
+KINDS = ("cnn", "transformer")
 
 
 @dataclass(frozen=True)
 class CoupletNetConfig:
-    """Shape of the tagger; the defaults are the post's (dilation 1 in all six blocks)."""
+    """Shape of the tagger; the defaults are the post's (dilation 1 in all six blocks).
+    `kind` "transformer": `blocks` encoder layers of `heads` heads instead (no kernel or
+    dilation)."""
 
     vocab_size: int
     dim: int = 128  # embedding size = block width
@@ -50,8 +60,14 @@ class CoupletNetConfig:
     dropout: float = 0.25  # after the embedding only
     dilations: tuple[int, ...] = field(default=())  # () = 1 in every block
     directions: int = 1  # 2: one net for both directions (a learned direction vector)
+    kind: str = "cnn"
+    heads: int = 4
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} must be one of {', '.join(KINDS)}")
+        if self.kind == "transformer" and self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be a multiple of heads {self.heads}")
         if not self.dilations:
             object.__setattr__(self, "dilations", (1,) * self.blocks)
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
@@ -68,8 +84,15 @@ class CoupletNetConfig:
         dilations = tuple(min(2**i, cap) for i in range(blocks))
         return cls(vocab_size, blocks=blocks, dilations=dilations, **options)
 
+    @classmethod
+    def transformer(cls, vocab_size: int, blocks: int = 4, **options) -> CoupletNetConfig:
+        """`blocks` pre-norm encoder layers (module docstring): every position sees the line."""
+        return cls(vocab_size, blocks=blocks, kind="transformer", **options)
+
     @property
     def receptive_field(self) -> int:
+        if self.kind == "transformer":
+            return 2 * MAX_CHARS - 1
         return 1 + (self.kernel - 1) * sum(self.dilations)
 
     def to_dict(self) -> dict:
@@ -100,8 +123,16 @@ class CoupletNet(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.direction = nn.Embedding(2, config.dim) if config.directions == 2 else None
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(GatedResBlock(config.dim, config.kernel, d)
-                                    for d in config.dilations)
+        if config.kind == "transformer":
+            self.position = nn.Embedding(MAX_CHARS, config.dim)
+            layer = nn.TransformerEncoderLayer(config.dim, config.heads, 4 * config.dim,
+                                               config.dropout, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            self.blocks = nn.TransformerEncoder(layer, config.blocks, nn.LayerNorm(config.dim),
+                                                enable_nested_tensor=False)
+        else:
+            self.blocks = nn.ModuleList(GatedResBlock(config.dim, config.kernel, d)
+                                        for d in config.dilations)
         self.out = nn.Linear(config.dim, config.vocab_size)
 
     def hidden(self, ids: Tensor, reverse: Tensor | None = None) -> Tensor:
@@ -115,6 +146,10 @@ class CoupletNet(nn.Module):
             e = e + self.direction(r).unsqueeze(1)
         elif reverse is not None and bool(reverse.any()):
             raise ValueError("this net answers one direction only (directions = 1)")
+        if self.config.kind == "transformer":
+            h = self.drop(e + self.position.weight[:ids.shape[1]])
+            h = self.blocks(h, src_key_padding_mask=ids == PAD)
+            return h * keep.transpose(1, 2)
         h = self.drop(e).transpose(1, 2) * keep
         for block in self.blocks:
             h = block(h) * keep

@@ -58,7 +58,7 @@ from genshop.families import Family, StepInput, adam, register
 SPLITS = ("train", "valid", "test")
 VALID_SIZE = 2000  # pairs held out of a folder without valid/ (Yan et al.'s size)
 EVAL_CHUNK = 256  # validation lines per forward pass
-ARCHS = ("post", "dilated")
+ARCHS = ("post", "dilated", "transformer")
 DIRECTIONS = ("forward", "reverse", "both")
 BEST_WEIGHTS, BEST_INFO, VOCAB = "best.safetensors", "best.json", "vocab.json"
 
@@ -82,9 +82,13 @@ class CoupletConfig(RunConfig):
                                          "the end)", valid=AT_LEAST_1)
     lr: float = option(1e-3, "Adam learning rate (the post: Keras default 1e-3)", valid=POSITIVE)
     arch: str = option("post", "post: 6 gated residual blocks of dilation 1 (receptive field "
-                               "13); dilated: dilations 1, 2, 4, 8, 8, 8 (the whole line)", ARCHS)
+                               "13); dilated: dilations 1, 2, 4, 8, 8, 8 (the whole line); "
+                               "transformer: pre-norm encoder layers (the whole line)", ARCHS)
     dim: int = option(128, "embedding size = block width", valid=AT_LEAST_1)
-    blocks: int = option(6, "gated residual Conv1D blocks", valid=Range(1, 64))
+    blocks: int = option(6, "gated residual Conv1D blocks (transformer: encoder layers)",
+                         valid=Range(1, 64))
+    heads: int = option(4, "attention heads of the transformer arch (dim must be a multiple)",
+                        valid=Range(1, 64))
     dropout: float = option(0.25, "dropout after the embedding", valid=FRACTION)
     min_count: int = option(2, "characters seen fewer times in the training lines are unknown",
                             valid=AT_LEAST_1)
@@ -104,6 +108,8 @@ def net_config(config: CoupletConfig, vocab_size: int) -> CoupletNetConfig:
              "directions": 2 if config.direction == "both" else 1}
     if config.arch == "dilated":
         return CoupletNetConfig.dilated(vocab_size, **shape)
+    if config.arch == "transformer":
+        return CoupletNetConfig.transformer(vocab_size, heads=config.heads, **shape)
     return CoupletNetConfig(vocab_size, **shape)
 
 
@@ -213,6 +219,9 @@ class CoupletFamily(Family):
         if not dataset.splits["valid"]:
             raise DataError(f"couplet data {dataset.name} has no validation pairs; give a "
                             "valid/ folder or at least 10 training pairs")
+        if config.arch == "transformer" and config.dim % config.heads:
+            raise BadInputError(f"--dim {config.dim} must be a multiple of --heads "
+                                f"{config.heads} for --arch transformer")
 
     def __init__(self, config: CoupletConfig, dataset: PairData, device: torch.device):
         self.check(config, dataset)
