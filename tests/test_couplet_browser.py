@@ -154,3 +154,16 @@ def test_a_phone_screen_of_375_px_needs_no_sideways_scrolling(page, tmp_path):
     shot = tmp_path / "couplet-375.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_api_docs_render_offline(browser, server_url):
+    """Swagger UI at /docs draws the couplet operation with every file from the server."""
+    context = browser.new_context()
+    page = context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(f"{server_url}/docs")
+    path = page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert path.inner_text().strip() == "/api/couplet"
+    assert requested and all(u.startswith(server_url) for u in requested), requested
+    context.close()

@@ -307,7 +307,18 @@ def test_openapi_documents_the_request_and_the_error_shape(client):
     fields = spec["components"]["schemas"]["CoupletRequest"]["properties"]
     assert (fields["first"]["minLength"], fields["first"]["maxLength"]) == (1, 64)
     assert (fields["n"]["minimum"], fields["n"]["maximum"], fields["n"]["default"]) == (1, 10, 5)
-    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_docs_pages_load_their_scripts_from_the_app_not_a_cdn(client, path):
+    page = client.get(path)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert not EXTERNAL.search(page.text)
+    scripts = re.findall(r"""(?:src|href)=["'](/[^"']+\.(?:js|css))["']""", page.text)
+    assert scripts and any(s.endswith(".js") for s in scripts)
+    for script in scripts:
+        got = client.get(script)
+        assert got.status_code == 200 and len(got.content) > 10_000, script
 
 
 # ---- genshop serve ----

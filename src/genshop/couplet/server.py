@@ -12,7 +12,8 @@ Protocol: `POST /api/couplet` with JSON `{"first": str, "n": 1..10 = 5, "reverse
 every char as `{"char", "pinyin", "tone"}` (tone "ping" | "ze" | null, the class the tone rule
 uses). Bad input → 422 with `{"detail": one sentence}`; a body over 16 KB → 413, refused from
 its Content-Length (or as soon as the streamed bytes pass the limit) without reading the rest.
-`/` serves the page of `couplet/static/`, `/docs` the OpenAPI page.
+`/` serves the page of `couplet/static/`, `/docs` (Swagger UI) and `/redoc` the OpenAPI pages,
+with their scripts served by the app itself (fastapi-offline): no CDN, so they work offline.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -382,8 +384,9 @@ def create_app(bot: CoupletBot | None = None) -> FastAPI:
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="genshop couplet robot", lifespan=lifespan,
-                  description="Answer a line of a Chinese couplet (对对联), after kexue.fm 6270.")
+    app = FastAPIOffline(title="genshop couplet robot", lifespan=lifespan,
+                         description="Answer a line of a Chinese couplet (对对联), after "
+                                     "kexue.fm 6270.")
     app.add_middleware(BodyLimit)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(HTTPException, on_http_error)
