@@ -19,6 +19,7 @@ with their scripts served by the app itself (fastapi-offline): no CDN, so they w
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -375,6 +376,7 @@ def create_app(bot: CoupletBot | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         chosen = bot if bot is not None else await asyncio.to_thread(load_pretrained)
         await asyncio.to_thread(warm_up, chosen)
+        gc.freeze()  # the model and its tables stay: full collections need not walk them
         batcher = MicroBatcher(lambda firsts, n, reverse: chosen.answer_many(
             firsts, n=n, reverse=reverse))
         batcher.start()
