@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -204,6 +206,10 @@ def test_resumed_task_is_scored_again_not_retrained(tmp_path):
     other = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", {**tiny, "steps": 6})
     with pytest.raises(BadInputError, match="another config"):
         other.run()
+    shutil.copytree(tmp_path / "run", tmp_path / "moved")  # a copied folder is still reused
+    moved = Task("ring8", "nsgan", "alternating", 0, tmp_path / "moved", tiny).run()
+    recorded = json.loads((tmp_path / "run" / DONE).read_text())["cpu_seconds"]
+    assert torch.equal(moved.samples, first.samples) and moved.cpu_seconds == recorded
 
 
 @pytest.mark.parametrize(("fused_modes", "fused_hq", "status"), [

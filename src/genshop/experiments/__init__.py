@@ -82,14 +82,15 @@ class Trained:
 def train_once(config: Any) -> Trained:
     """Train `config` into `config.out` unless it finished before.
 
-    A folder holding `DONE` is reused after checking its saved config equals `config` (else a
-    BadInputError); a folder without it was interrupted and is trained again from scratch. A run
-    whose loss turned NaN counts as finished and `diverged`.
+    A folder holding `DONE` is reused after checking its saved config equals `config` but for
+    the folder's path (else a BadInputError); a folder without it was interrupted and is trained
+    again from scratch. A run whose loss turned NaN counts as finished and `diverged`.
     """
     out = Path(config.out)
     if (out / DONE).is_file():
-        saved = {k: v for k, v in read_config_json(out).items() if k != "family"}
-        if saved != dataclasses.asdict(config):
+        where = {"family", "out"}  # a benchmark folder may have been moved or copied
+        saved = {k: v for k, v in read_config_json(out).items() if k not in where}
+        if saved != {k: v for k, v in dataclasses.asdict(config).items() if k not in where}:
             raise BadInputError(f"{out} was trained with another config than this "
                                 "benchmark's; resume with the same recipe, --steps and --set")
         return Trained(**json.loads((out / DONE).read_text()))
