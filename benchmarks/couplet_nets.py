@@ -79,7 +79,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, net in nets.items():
         n = parameter_count(net)
-        field = net.config.receptive_field
+        field = "whole line" if net.config.kind == "transformer" else net.config.receptive_field
         print(f"| {name} | {field} | {n:,} | {2 * n / 2**20:.2f} | {med[f'{name}|train']:.0f} "
               f"| {med[f'{name}|one']:.2f} | {med[f'{name}|many']:.1f} |")
 
