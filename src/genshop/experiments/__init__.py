@@ -88,9 +88,9 @@ def train_once(config: Any) -> Trained:
     """
     out = Path(config.out)
     if (out / DONE).is_file():
-        where = {"family", "out"}  # a benchmark folder may have been moved or copied
-        saved = {k: v for k, v in read_config_json(out).items() if k not in where}
-        if saved != {k: v for k, v in dataclasses.asdict(config).items() if k not in where}:
+        unchecked = {"family", "out"}  # a benchmark folder may have been moved or copied
+        saved = {k: v for k, v in read_config_json(out).items() if k not in unchecked}
+        if saved != {k: v for k, v in dataclasses.asdict(config).items() if k not in unchecked}:
             raise BadInputError(f"{out} was trained with another config than this "
                                 "benchmark's; resume with the same recipe, --steps and --set")
         return Trained(**json.loads((out / DONE).read_text()))
