@@ -256,6 +256,9 @@ def test_bench_stacked_end_to_end(fake_mnist, tmp_path, capsys):
     assert results["protocol"]["reference"] == "stacked-mnist-test"
     page = (folder / "index.html").read_text()
     assert "PacDCGAN2" in page and "<td>0.06 ± 0.003</td>" in page and "Target" in page
+    markdown = (folder / "tables.md").read_text()
+    assert "| PacDCGAN2 | 1000.0 ± 0.00 | 0.06 ± 0.003 |" in markdown
+    assert markdown.count("\n### ") == page.count("<h3>")
     assert "seeds on target" in capsys.readouterr().out
 
 

@@ -75,6 +75,17 @@ def table_html(table: Table) -> str:
             f"{note}")
 
 
+def table_markdown(table: Table) -> str:
+    """The table as a GitHub-markdown section: a `###` title, the table, its note."""
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(format_value(c).replace("|", "\\|") for c in cells) + " |"
+
+    rows = [line(table.columns), "|" + "---|" * len(table.columns),
+            *(line(r) for r in table.rows)]
+    note = f"\n\n{table.note}" if table.note else ""
+    return f"### {table.title}\n\n" + "\n".join(rows) + note + "\n"
+
+
 def claims_html(outcomes: Sequence[SectionOutcome]) -> str:
     verdicts: dict[str, Verdict] = {}
     for o in outcomes:

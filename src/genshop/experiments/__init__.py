@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from genshop import report
-from genshop.atomic import write_json_atomic
+from genshop.atomic import write_json_atomic, write_text_atomic
 from genshop.config import read_config_json
 from genshop.engine import configure, train
 from genshop.errors import BadInputError, TrainingDiverged
@@ -148,7 +148,10 @@ def new_folder(parent: Path, name: str) -> Path:
 
 
 def write_page(out: Path, title: str, tables: Sequence[Table], figures: Sequence[Path]) -> Path:
-    """`out/index.html`: the tables, then the figures (files in `out`)."""
+    """`out/index.html`: the tables, then the figures (files in `out`); and `out/tables.md`:
+    the same tables in markdown, to paste into documentation."""
+    markdown = "\n".join([f"# {title}\n", *map(report.table_markdown, tables)])
+    write_text_atomic(out / "tables.md", markdown)
     imgs = "".join(f"<img src='{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
                    for p in figures)
     body = "".join(report.table_html(t) for t in tables) + imgs
