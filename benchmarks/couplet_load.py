@@ -1,4 +1,4 @@
-"""Load on the couplet web app (kexue.fm archives/6270, issue 15 §5): 32 clients for 30 s.
+"""Load on the couplet web app (kexue.fm archives/6270): 32 clients for 30 s.
 
 Starts the server in a child process (uvicorn on a free 127.0.0.1 port, the shipped model or
 the tiny test bot) or targets a running one on this machine (`--url`, loopback only), then runs

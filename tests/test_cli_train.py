@@ -10,7 +10,7 @@ import torch
 
 import genshop
 from genshop.cli import main
-from genshop.config import RunConfig, resolve_config, to_json
+from genshop.config import RunConfig, to_json
 from genshop.engine import configure
 from genshop.errors import BadInputError, DataError
 from genshop.families.gan import RECIPES, GanConfig
@@ -43,12 +43,12 @@ def test_fused_runs_take_the_recipes_part_for_their_step(capsys):
     typed = dry_run(capsys, "--data", "ring8", "--update", "fused", "--lr-g", "2e-3")
     assert typed["lr_g"] == 2e-3  # the user's option beats both parts of the recipe
     assert "by_update" not in fused
-    mnist = resolve_config(GanConfig, {"data": "mnist", "update": "fused"}, RECIPES)
+    mnist = genshop.configure("gan", data="mnist", update="fused")
     assert mnist.lr_g == RECIPES["mnist"]["lr_g"] != fused["lr_g"]  # no fused part: as it is
 
 
 def test_recipe_does_not_override_an_explicit_default_value():
-    config = resolve_config(GanConfig, {"data": "ring8", "r1": 0.0}, RECIPES)
+    config = genshop.configure("gan", data="ring8", r1=0.0)
     assert config.r1 == 0.0 == GanConfig.r1 and RECIPES["ring8"]["r1"] == 0.1
 
 

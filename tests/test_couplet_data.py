@@ -140,12 +140,49 @@ def test_only_eight_lines_of_one_length_five_or_seven_are_regulated():
     assert data.regulated_couplets([five] * 4 + [seven] * 4) == []
 
 
-def test_cjk_check_and_the_guard_on_unequal_lengths():
+def test_cjk_check():
     assert data.is_cjk("感时花溅泪") and data.is_cjk("㶁𣂏字")  # extension A and B count
     assert not data.is_cjk("海日生残□") and not data.is_cjk("[扬]云") and not data.is_cjk("")
-    assert data._drop_reason(("一二三四五", "一二三四五六七"), set()) == "dropped_unequal_length"
-    assert data._drop_reason(("甲乙", "丙丁"), {("甲乙", "丙丁")}) == "dropped_duplicate"
-    assert data._drop_reason(("甲乙", "丙丁"), set()) is None
+
+
+def octave(*lines):
+    """A regulated verse of eight lines, two lines per entry, as chinese-poetry writes it."""
+    return [f"{lines[i]}，{lines[i + 1]}。" for i in range(0, 8, 2)]
+
+
+A_HANLIAN, A_JINGLIAN = ("甲乙丙丁戊", "己庚辛壬癸"), ("天地人和山", "水火风云雷")
+FIRST = octave("一二三四五", "六七八九十", *A_HANLIAN, *A_JINGLIAN, "春夏秋冬雪", "东南西北中")
+DROP_REASONS = ("dropped_unequal_length", "dropped_not_cjk", "dropped_duplicate")
+
+
+def test_mine_poems_drops_a_repeated_pair_and_a_lost_character():
+    second = octave("金木土石玉", "江河湖海洋", *A_HANLIAN, "日月□星辰", "百千万亿兆",
+                    "一二三四五", "六七八九十")
+    corpus = data.mine_poems([("tang", "a", FIRST), ("song", "b", second)])
+    assert corpus.pairs == [A_HANLIAN, A_JINGLIAN]
+    assert corpus.poems == ["tang:a"]  # the second poem kept nothing
+    assert {k: corpus.counts.get(k, 0) for k in ("pairs_found", *DROP_REASONS, "pairs_kept")} == {
+        "pairs_found": 4, "dropped_unequal_length": 0, "dropped_not_cjk": 1,
+        "dropped_duplicate": 1, "pairs_kept": 2}
+
+
+def test_mine_poems_drops_a_pair_whose_conversion_changes_one_lines_length(monkeypatch):
+    import opencc
+
+    class Widening:  # a script conversion that writes 亖 as two characters
+        def __init__(self, config):
+            assert config == "t2s"
+
+        def convert(self, text):
+            return text.replace("亖", "二二")
+
+    monkeypatch.setattr(opencc, "OpenCC", Widening)
+    poem = octave("一二三四五", "六七八九十", "亖百千万亿", "金木土石玉", *A_JINGLIAN,
+                  "春夏秋冬雪", "东南西北中")
+    corpus = data.mine_poems([("tang", "a", poem)])
+    assert corpus.pairs == [A_JINGLIAN]
+    assert {k: corpus.counts.get(k, 0) for k in DROP_REASONS} == {
+        "dropped_unequal_length": 1, "dropped_not_cjk": 0, "dropped_duplicate": 0}
 
 
 def test_a_broken_member_is_a_one_line_data_error(tmp_path):

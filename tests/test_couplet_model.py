@@ -29,13 +29,15 @@ from genshop.couplet.model import (
     CoupletNetConfig,
     GatedResBlock,
     pad_rows,
+    pair_loss,
     parameter_count,
     post_greedy,
 )
 from genshop.couplet.vocab import Vocab
 from genshop.engine import configure, train
 from genshop.errors import BadInputError, DataError
-from genshop.families.couplet import PairData, _oriented
+from genshop.families import StepInput
+from genshop.families.couplet import CoupletFamily, PairData
 
 TOY = [("晚风摇树树还挺", "晨露润花花更红"), ("鱼跃此时海", "鸟鸣何日人"),
        ("白日依山尽", "黄河入海流"), ("两岸猿声啼不住", "轻舟已过万重山"),
@@ -192,13 +194,26 @@ def test_buckets_are_drawn_in_proportion_to_their_size_and_reproducibly():
     assert a.dtype == torch.long and a.shape[:2] == (8, 2) and (a != PAD).all()
 
 
-def test_directions_swap_the_pairs():
-    batch = torch.arange(24).view(4, 2, 3)
-    assert torch.equal(_oriented(batch, "forward")[0], batch)
-    assert torch.equal(_oriented(batch, "reverse")[0], batch.flip(1))
-    both, rev = _oriented(batch, "both")
-    assert rev.tolist() == [False, True, False, True]
-    assert torch.equal(both[1], batch[1].flip(0)) and torch.equal(both[0], batch[0])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "both"])
+def test_a_step_learns_the_pairs_in_the_runs_direction(tmp_path, direction):
+    """forward: 上联 → 下联; reverse: the pairs swapped; both: odd rows swapped, flagged."""
+    pairs = [("一二三四五", "六七八九十"), ("甲乙丙丁戊", "子丑寅卯辰")] * 5
+    data = PairData.from_splits("toy", {"train": pairs, "valid": pairs[:2]}, min_count=1)
+    config = configure("couplet", data_dir=str(tmp_path), dim=16, blocks=1, dropout=0.0,
+                       direction=direction, out=str(tmp_path / "r"))
+    torch.manual_seed(0)
+    family = CoupletFamily(config, data, torch.device("cpu"))
+    batch = data.train.batch(4, torch.Generator().manual_seed(1))
+    x, y = batch.x, batch.y
+    odd = (torch.arange(4) % 2 == 1)[:, None]
+    first, second, rev = {"forward": (x, y, None), "reverse": (y, x, None),
+                          "both": (torch.where(odd, y, x), torch.where(odd, x, y),
+                                   odd[:, 0])}[direction]
+    with torch.no_grad():
+        expected = pair_loss(family.net, torch.stack([first, second], 1), rev).item()
+        swapped = pair_loss(family.net, torch.stack([second, first], 1), rev).item()
+    got = family.train_step(StepInput.of(batch, torch.Generator()))["loss"]
+    assert got == pytest.approx(expected, rel=1e-6) and abs(got - swapped) > 1e-4
 
 
 def test_a_folder_without_validation_data_is_refused(tmp_path):

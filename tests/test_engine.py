@@ -17,11 +17,12 @@ import torch
 from genshop import checkpoint
 from genshop.config import from_dict, read_config_json
 from genshop.data import get_dataset
-from genshop.engine import CHECKPOINT, _seed_everything, configure, lr_factor, train
+from genshop.engine import CHECKPOINT, configure, train
 from genshop.errors import DataError, TrainingDiverged
 from genshop.families import StepInput
 from genshop.families.gan import GanConfig, GanFamily
 from genshop.plots import image_grid
+from genshop.schedules import lr_factor
 
 TINY = {"width": 8, "depth": 1, "batch_size": 32, "log_every": 5, "sample_every": 0,
         "checkpoint_every": 1000, "threads": 1}
@@ -88,7 +89,7 @@ def test_a_different_seed_gives_a_different_run(tmp_path):
 def test_ema_is_the_decayed_average_of_the_weights(tmp_path):
     decay = 0.75
     config = tiny(tmp_path / "r", steps=2, ema=decay, lr_g=1e-2)
-    _seed_everything(config.seed)
+    torch.manual_seed(config.seed)  # the engine seeds the global RNG, then builds the nets
     theta0 = GanFamily(config, get_dataset("ring8"), torch.device("cpu")).G.state_dict()
     train(tiny(tmp_path / "r1", steps=1, ema=decay, lr_g=1e-2), progress=False)
     theta1 = load_state(tmp_path / "r1")["models"]["G"]
@@ -136,13 +137,32 @@ class InterruptAtStep4(GanFamily):
 
 
 def test_ctrl_c_checkpoints_and_returns(tmp_path):
-    result = train(tiny(tmp_path / "r", steps=50), progress=False, family=InterruptAtStep4)
+    # A handler of our own, not the one the suite started with: that may be SIG_IGN (a
+    # background job, nohup), under which Ctrl-C rightly does nothing.
+    def previous(signum, frame):
+        raise AssertionError("SIGINT reached the handler in place before the run")
+
+    started_with = signal.signal(signal.SIGINT, previous)
+    try:
+        result = train(tiny(tmp_path / "r", steps=50), progress=False, family=InterruptAtStep4)
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, started_with)
     assert result.interrupted and result.step == 4
     assert load_state(tmp_path / "r")["step"] == 4
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert after is previous
 
 
-def test_interrupted_cosine_run_resumes_on_the_same_schedule(tmp_path):
+@pytest.fixture
+def ctrl_c_stops():
+    """SIGINT handled as in a foreground program, also when the suite started with it ignored
+    (a background job), so the engine's Ctrl-C handling is in force; the handler is restored."""
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, started_with)
+
+
+def test_interrupted_cosine_run_resumes_on_the_same_schedule(tmp_path, ctrl_c_stops):
     def config(out):
         return tiny(out, steps=12, lr_schedule="cosine", update="fused")
 
@@ -198,7 +218,7 @@ def test_two_process_run_matches_one_process_run(tmp_path, step):
     same = from_dict(GanConfig, {**saved, "out": str(tmp_path / "one")})  # the recipe included
     train(same, progress=False)
     ddp, one = load_state(tmp_path / "ddp"), load_state(tmp_path / "one")
-    _seed_everything(0)
+    torch.manual_seed(0)
     init = GanFamily(same, get_dataset("ring8"), torch.device("cpu"))
     for net in ("G", "D"):
         for k, v in one["models"][net].items():
@@ -270,7 +290,7 @@ class CountingFamily(GanFamily):
         return {"v": float(self.calls)}
 
 
-def test_metrics_lines_hold_means_over_their_window_also_across_a_resume(tmp_path):
+def test_metrics_lines_hold_means_over_their_window_also_across_a_resume(tmp_path, ctrl_c_stops):
     train(tiny(tmp_path / "w", steps=10, log_every=5), progress=False, family=CountingFamily)
     logged = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["v"]) for r in logged] == [(5, 3.0), (10, 8.0)]  # means of 1-5, 6-10

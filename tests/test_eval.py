@@ -1,12 +1,14 @@
-"""`genshop eval RUN_DIR`: scores of a tiny trained image run (fake digits, a fake classifier)
-equal score_images of the run's own samples, are saved with their protocol in eval.json and
-shown on the run's page; runs that are not on images, and bad -n, are one-line errors."""
+"""`genshop eval RUN_DIR` (`genshop.metrics.evaluate_run`): scores of a tiny trained image run
+(fake digits, a fake classifier) equal score_images of the run's own samples, are saved with
+their protocol in eval.json and shown on the run's page; a supervised run reports its accuracy on
+the test split; runs that are neither, and bad -n, are one-line errors."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 from conftest import FAKE_EXTRACTOR_SHA256
 
 import genshop
@@ -88,3 +90,58 @@ def test_eval_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["eval", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_eval_of_a_supervised_run_reports_its_test_split_scores(fake_mnist, tmp_path,
+                                                                 capsys):
+    from genshop.metrics import evaluate_run
+
+    out = tmp_path / "clf"
+    config = genshop.configure("classifier", steps=3, batch_size=16, augment=False,
+                               out=str(out))
+    genshop.train(config, progress=False)
+    record = evaluate_run(out, n=150, seed=4)  # a supervised run draws no samples
+    run = genshop.load_run(out)
+    images, labels = run.dataset.split("test")
+    with torch.no_grad():
+        by_hand = (run.net(images).argmax(dim=1) == labels).double().mean().item()
+    assert record["scores"] == {"accuracy": pytest.approx(by_hand, abs=1e-12)}
+    assert 0 < record["scores"]["accuracy"] < 1  # three steps: better than nothing, not perfect
+    assert record["protocol"] == {"split": "test", "data": "mnist", "step": 3, "ema": 0.0}
+    assert json.loads((out / "eval.json").read_text()) == record
+    assert record["run_dir"] == str(out) and record["step"] == 3
+    assert cli.main(["eval", str(out)]) == 0  # the command prints and pages the same record
+    printed = capsys.readouterr().out
+    assert f"{by_hand:.4g}" in printed and "the test split of mnist, net at step 3" in printed
+    page = (out / "index.html").read_text()
+    assert "Scores (genshop eval, step 3)" in page and "the test split of mnist" in page
+
+
+def test_eval_of_a_run_with_neither_sampler_nor_test_scores_is_a_one_line_error(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from genshop.errors import BadInputError
+    from genshop.metrics import runs
+
+    stub = SimpleNamespace(run_dir=tmp_path, has_sampler=False, test_scores=lambda: {},
+                           family=SimpleNamespace(name="tagger"), step=1, config=None)
+    monkeypatch.setattr(runs, "load_run", lambda run_dir: stub)
+    with pytest.raises(BadInputError, match="tagger run with neither an image sampler") as err:
+        runs.evaluate_run(tmp_path)
+    assert "\n" not in str(err.value) and not (tmp_path / "eval.json").exists()
+
+
+def test_the_protocol_note_names_what_was_scored():
+    from genshop.metrics.runs import protocol_note
+
+    assert protocol_note({"split": "test", "data": "mnist", "step": 3, "ema": 0.0}) == (
+        "the test split of mnist, net at step 3")
+    assert protocol_note({"split": "test", "data": "mnist", "step": 3, "ema": 0.9}).endswith(
+        ", EMA 0.9")
+    image = {"n_samples": 1500, "sample_seed": 2, "step": 7, "n_reference": 2000,
+             "reference": "mnist-test", "extractor": "digit-cnn", "extractor_sha256": "ab" * 32,
+             "note": "not Inception"}
+    assert protocol_note(image) == ("1,500 samples (seed 2) at step 7 against 2,000 images of "
+                                    "mnist-test; features of digit-cnn (sha256 abababababab…); "
+                                    "not Inception")

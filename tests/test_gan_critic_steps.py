@@ -23,7 +23,7 @@ def family(**options) -> GanFamily:
 @pytest.mark.parametrize("r1", [0.0, 1.0])
 def test_d_steps_updates_the_critic_on_each_fresh_batch_then_both_nets(r1):
     net = family(d_steps=3, r1=r1)
-    assert net.real_batches() == 3
+    assert net.batches_per_step() == 3
     ref = family(d_steps=3, r1=r1)  # the same initial weights
     real = RING.sample(48, torch.Generator().manual_seed(1))
     torch.manual_seed(5)  # the gradient penalty's interpolation points

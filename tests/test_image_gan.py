@@ -1,7 +1,8 @@
 """Image GANs: the DCGAN pair for 1 and 3 channels (shapes, FLOPs against the closed form), the
-compute budget of the image benchmarks (FLOP counts against FlopCounterMode and the post's 12 : 9
-net passes), training on Stacked MNIST (snapshots, exact resume), and `bench images` / `bench
-stacked` end to end on tiny settings with fake digits and a fake classifier."""
+compute budget of the image benchmarks (FLOP counts against FlopCounterMode, against a plain
+dispatch-mode count inside torch.autograd.grad, and the post's 12 : 9 net passes; any family's
+step), training on Stacked MNIST (snapshots, exact resume), and `bench images` / `bench stacked`
+end to end on tiny settings with fake digits and a fake classifier."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ import json
 import pytest
 import torch
 from conftest import assert_same_models, straight_and_resumed
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from genshop import cli
 from genshop.engine import configure
 from genshop.errors import BadInputError
-from genshop.experiments import gan_config
+from genshop.experiments import Result, Row, Setting, gan, gan_grid
 from genshop.experiments import images as bench
+from genshop.experiments.budget import (
+    budget_steps,
+    count_flops,
+    plan_budget,
+    step_flops,
+)
 from genshop.experiments.stacked import STACKED, on_target
 from genshop.families import StepInput
 from genshop.families.gan import GanConfig, GanFamily
@@ -44,7 +52,7 @@ def test_dcgan_pair_maps_latents_to_images_of_any_channels_and_size(shape):
     assert D(x).shape == (6,)
     first = next(m for m in D.modules() if isinstance(m, torch.nn.Conv2d))
     assert first.weight.shape == (4, shape[0], 4, 4)
-    flops = bench.count_flops(lambda: D(G(G.sample_latent(5))))
+    flops = count_flops(lambda: D(G(G.sample_latent(5))))
     assert flops == 5 * dcgan_forward_flops(8, 4, *shape)
 
 
@@ -115,7 +123,39 @@ def test_flop_count_equals_flop_counter_mode_where_that_runs():
     with FlopCounterMode(display=False) as counter:
         step()
     step = one_step(GanConfig(latent_dim=8, width=4, batch_size=6))
-    assert bench.count_flops(step) == counter.get_total_flops() > 0
+    assert count_flops(step) == counter.get_total_flops() > 0
+
+
+class PlainFlopCount(TorchDispatchMode):
+    """An independent count: every op with a formula in torch's registry, no module tracking."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+@pytest.mark.parametrize("options", [
+    {"loss": "wgan"}, {"r1": 1.0}, {"update": "fused"}, {"update": "fused", "loss": "wgan"},
+    {"update": "fused", "r1": 1.0}, {"update": "fused", "loss": "rsgan"},
+    {"update": "fused", "spectral_norm": True}, {"d_steps": 2, "loss": "rasgan"},
+    {"pack": 2, "loss": "wgan", "update": "fused"}])
+def test_flop_count_inside_autograd_grad_equals_a_plain_dispatch_count(options):
+    # WGAN-GP, R1 and the fused step call torch.autograd.grad, where FlopCounterMode's module
+    # tracker fails
+    config = GanConfig(latent_dim=8, width=4, batch_size=6, **options)
+    with PlainFlopCount() as plain:
+        one_step(config)()
+    counted = count_flops(one_step(config))
+    assert counted == plain.total > 0
+    assert counted != count_flops(one_step(GanConfig(latent_dim=8, width=8, batch_size=6,
+                                                     **options)))
 
 
 def test_step_flops_follow_the_net_pass_count_of_each_update():
@@ -134,46 +174,67 @@ def test_step_flops_follow_the_net_pass_count_of_each_update():
     g = g_first + 2 * n * (2 * w * w * hw + 4 * w * hw)
     d = d_first + 2 * n * (2 * w * w * hw + 2 * w * hw // 16)
     options = {"latent_dim": k, "width": w, "batch_size": n, "loss": "hinge"}
-    alt = bench.count_flops(one_step(GanConfig(**options)))
-    fused = bench.count_flops(one_step(GanConfig(**options, update="fused")))
+    alt = count_flops(one_step(GanConfig(**options)))
+    fused = count_flops(one_step(GanConfig(**options, update="fused")))
     assert alt == 3 * g + (g - g_first) + 6 * d + 2 * (d - d_first)
     assert fused == 2 * g + (g - g_first) + 5 * d + (d - d_first)
     # relativistic G losses also re-evaluate D(real) with the updated D in the G step
-    rs_alt = bench.count_flops(one_step(GanConfig(**{**options, "loss": "rsgan"})))
+    rs_alt = count_flops(one_step(GanConfig(**{**options, "loss": "rsgan"})))
     assert rs_alt == alt + d
 
 
 def test_budget_gives_every_row_the_reference_rows_flops(fake_mnist):
     base = {**TINY, "batch_size": 16, "spectral_norm": False}  # the recipe's SN: see below
-    budget = bench.plan_budget("mnist", ["nsgan", "wgan"], ["alternating", "fused"], base, 30)
+    rows = gan_grid(["nsgan", "wgan"], ["alternating", "fused"])
+    budget = plan_budget("mnist", rows, bench.REFERENCE, base, 30)
     ref = budget.flops
-    assert budget.per_row[("nsgan", "alternating")] == (30, ref)
+    assert budget.per_row[gan("nsgan", "alternating")] == (30, ref)
     # counted at 8 rows and scaled to 16: equal to a count of one whole step at 16 rows
     nets = {"latent_dim": 4, "width": 4, "batch_size": 16}
-    alt16 = bench.count_flops(one_step(GanConfig(**nets)))
-    fused16 = bench.count_flops(one_step(GanConfig(**nets, update="fused")))
-    assert ref == alt16 and budget.per_row[("nsgan", "fused")] == (round(30 * alt16 / fused16),
-                                                                    fused16)
-    assert budget.per_row[("nsgan", "fused")][0] == 39  # tiny nets: 9.6 units, not 9, to 12
+    alt16 = count_flops(one_step(GanConfig(**nets)))
+    fused16 = count_flops(one_step(GanConfig(**nets, update="fused")))
+    fused = gan("nsgan", "fused")
+    assert ref == alt16 and budget.per_row[fused] == (round(30 * alt16 / fused16), fused16)
+    assert budget.per_row[fused][0] == 39  # tiny nets: 9.6 units, not 9, to 12
     # spectral norm in training mode keeps the fused step from sharing one critic forward
-    sn = bench.plan_budget("mnist", ["nsgan"], ["fused"], {**base, "spectral_norm": True}, 30)
-    assert sn.flops == ref and budget.per_row[("nsgan", "fused")][1] < sn.per_row[
-        ("nsgan", "fused")][1] < ref
-    wgan_steps, wgan_flops = budget.per_row[("wgan", "alternating")]
+    sn = plan_budget("mnist", [fused], bench.REFERENCE, {**base, "spectral_norm": True}, 30)
+    assert sn.flops == ref and budget.per_row[fused][1] < sn.per_row[fused][1] < ref
+    wgan_steps, wgan_flops = budget.per_row[gan("wgan", "alternating")]
     assert wgan_flops > ref and wgan_steps == round(30 * ref / wgan_flops) < 30
-    config = gan_config("mnist", "nsgan", "alternating", 0, ".", base)
-    assert bench.step_flops(config) == bench.step_flops(config, batch=4)
-    assert bench.budget_steps(3000, 4.0, 3.0) == 4000
-    assert bench.budget_steps(1, 1.0, 100.0) == 1
+    assert budget.as_json()["rows"]["wgan/alternating"] == {"steps": wgan_steps,
+                                                            "flops_per_step": wgan_flops}
+    config = gan("nsgan", "alternating").config("mnist", 0, ".", base)
+    assert step_flops(config) == step_flops(config, batch=4)
+    assert budget_steps(3000, 4.0, 3.0) == 4000
+    assert budget_steps(1, 1.0, 100.0) == 1
 
 
 def test_lazy_r1_counts_at_its_mean_cost(fake_mnist):
-    plain = gan_config("mnist", "nsgan", "alternating", 0, ".", TINY)
-    every = gan_config("mnist", "nsgan", "alternating", 0, ".", {**TINY, "r1": 1.0})
-    lazy = gan_config("mnist", "nsgan", "alternating", 0, ".",
-                              {**TINY, "r1": 1.0, "r1_every": 4})
-    f0, f1, f4 = (bench.step_flops(c) for c in (plain, every, lazy))
+    row = gan("nsgan", "alternating")
+    plain = row.config("mnist", 0, ".", TINY)
+    every = row.config("mnist", 0, ".", {**TINY, "r1": 1.0})
+    lazy = row.config("mnist", 0, ".", {**TINY, "r1": 1.0, "r1_every": 4})
+    f0, f1, f4 = (step_flops(c) for c in (plain, every, lazy))
     assert f1 > f0 and f4 == pytest.approx(f0 + (f1 - f0) / 4)
+
+
+def test_step_flops_count_any_familys_step_and_budget_its_row():
+    from genshop.data import get_dataset
+    from genshop.families.flow import FlowFamily
+
+    small = {"batch_size": 16, "blocks": 2, "hidden": 8}
+    config = Setting("flow").config("ring8", 0, ".", small)
+    torch.manual_seed(0)
+    family = FlowFamily(config, get_dataset("ring8"), torch.device("cpu"))
+    points = torch.randn(16, 2)
+    direct = count_flops(lambda: family.train_step(StepInput(points, torch.Generator())))
+    assert step_flops(config) == step_flops(config, batch=4) == direct > 0
+    bigger = Setting("flow").config("ring8", 0, ".", {**small, "hidden": 16})
+    assert step_flops(bigger) > direct
+    rows = [gan("nsgan", "fused"), Setting("flow")]
+    budget = plan_budget("ring8", rows, bench.REFERENCE, {**small, "width": 8}, 100)
+    assert budget.per_row[Setting("flow")] == (round(100 * budget.flops / direct), direct)
+    assert set(budget.as_json()["rows"]) == {"nsgan/fused", "flow"}
 
 
 # -- training on Stacked MNIST ------------------------------------------------------------------
@@ -264,13 +325,14 @@ def test_bench_stacked_end_to_end(fake_mnist, tmp_path, capsys):
 
 def test_on_target_needs_every_mode_and_a_small_kl():
     def run(modes, kl):
-        return bench.ImageRun("x", "alternating", 0, 1, {"modes": modes, "kl": kl}, None, 1.0,
-                              False, None)
+        return Result(gan("x", "alternating"), 0, 1, {"modes": modes, "kl": kl}, 1.0, False)
 
-    row = bench.Row("x", "alternating", 1, [run(1000, 0.05), run(1000, 0.07), run(999, 0.01)])
+    row = Row(gan("x", "alternating"), [run(1000, 0.05), run(1000, 0.07), run(999, 0.01)])
     assert on_target(row) == 1
-    assert STACKED.rank_key(row) > STACKED.rank_key(bench.Row("y", "fused", 1,
-                                                             [run(1000, 0.07)]))
+    assert STACKED.rank_key(row) > STACKED.rank_key(Row(gan("y", "fused"), [run(1000, 0.07)]))
+    diverged = Row(gan("z", "fused"), [Result(gan("z", "fused"), 0, 1, {}, 1.0, True)])
+    assert on_target(diverged) == 0 and row.mean_se("kl")[0] == pytest.approx(0.13 / 3)
+    assert bench.format_cell(diverged.mean_se("kl"), bench.Metric("kl", "KL", 3)) == "—"
 
 
 def test_bench_rejects_modes_only_options_and_a_steps_override(capsys, tmp_path):

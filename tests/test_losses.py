@@ -13,6 +13,7 @@ from scipy.special import lambertw
 
 from genshop import divergences, losses
 from genshop.errors import BadInputError, UnknownNameError
+from genshop.nets import PackedCritic
 
 # torchgan's fixture (tests/torchgan/test_losses.py), read as logits.
 DX = np.array([1.3, 2.9, 8.4, 6.3])
@@ -106,6 +107,23 @@ def test_fgan_alpha_divergence_is_reachable():
     act, conj = (lambda v: -1 + np.exp(v)), (lambda t: ((1 + t) ** 2 - 1) / 2)
     bound = np.mean(act(r)) - np.mean(conj(act(f)))
     assert both(losses.get_loss("fgan-alpha:2"), r, f)[0] == pytest.approx(-bound, abs=1e-9)
+
+
+def test_fgan_loss_of_a_user_divergence():
+    # f = u log u through from_generator: g_f(v) = v, f*(t) = e^(t−1) (a numerical conjugate).
+    mine = divergences.from_generator(lambda u: u * torch.log(u), name="mine")
+    r, f = np.array([0.3, -1.0, 0.8, 2.0]), np.array([-0.2, 0.5, 1.1, -3.0])
+    bound = np.mean(r) - np.mean(np.exp(f - 1))
+    plain, saddle = losses.fgan_loss(mine), losses.fgan_loss(mine, saddle=True)
+    assert both(plain, r, f) == pytest.approx((-bound, -np.mean(f)), abs=1e-9)
+    assert both(saddle, r, f) == pytest.approx((-bound, bound), abs=1e-9)
+    assert (plain.name, plain.g_uses_real, saddle.g_uses_real) == ("fgan-mine", False, True)
+    # α = 2 built directly is neyman/2, as 'fgan-alpha:2' is by name.
+    act, conj = (lambda v: -1 + np.exp(v)), (lambda t: ((1 + t) ** 2 - 1) / 2)
+    alpha = losses.fgan_loss(divergences.alpha_divergence(2.0), saddle=True)
+    want = np.mean(act(r)) - np.mean(conj(act(f)))
+    assert both(alpha, r, f) == pytest.approx((-want, want), abs=1e-9)
+    assert alpha.name == losses.get_loss("fgan-alpha:2").name == "fgan-alpha:2"
 
 
 def test_fgan_reductions_js_and_hellinger():
@@ -320,18 +338,6 @@ def test_gradient_penalty_interpolates_per_sample():
         losses.gradient_penalty(HalfSquaredNorm(), t64(real), t64(fake[:3]))
 
 
-class Packed(torch.nn.Module):
-    """A duck-typed packed critic: `inner` on m consecutive samples concatenated, each pack's
-    logit repeated m times (as families.gan.PackedCritic), declaring `pack = m`."""
-
-    def __init__(self, inner: torch.nn.Module, pack: int):
-        super().__init__()
-        self.inner, self.pack = inner, pack
-
-    def forward(self, x):
-        return self.inner(x.reshape(x.shape[0] // self.pack, -1)).repeat_interleave(self.pack)
-
-
 class Cubic(torch.nn.Module):
     """C(x) = Σ_j a_j·x_j³: ∇C(x) = 3·a·x², a gradient that varies from sample to sample."""
 
@@ -357,19 +363,19 @@ def test_r1_of_a_linear_critic_is_half_the_squared_weight_norm():
 
 @pytest.mark.parametrize("pack", [1, 3])
 def test_r1_is_half_the_mean_squared_gradient_norm_over_samples_or_packs(pack):
-    """½·(1/K)·Σ_k ‖∇C(pack_k)‖² over the K = N/m logits, computed by hand with NumPy; a critic
-    that declares `pack = m` is averaged over its packs, not over its N repeated logits."""
+    """½·(1/K)·Σ_k ‖∇C(pack_k)‖² over the K = N/m logits, computed by hand with NumPy; with
+    `pack` = m a packed critic is averaged over its packs, not over its N repeated logits."""
     rng = np.random.default_rng(1)
     a = rng.normal(size=2 * pack)
     real = rng.normal(size=(4 * pack, 2))
-    D = Cubic(a) if pack == 1 else Packed(Cubic(a), pack)
+    D = Cubic(a) if pack == 1 else PackedCritic(Cubic(a), pack)
     packs = real.reshape(4, 2 * pack)
     want = 0.5 * np.mean(np.sum((3 * a * packs**2) ** 2, axis=1))
-    r1 = losses.r1_penalty(D, t64(real))
+    r1 = losses.r1_penalty(D, t64(real), pack=pack)
     assert float(r1.detach()) == pytest.approx(want, rel=1e-12)
     # d/da_j of ½·mean_k Σ_j (3 a_j x_kj²)² = mean_k 9·a_j·x_kj⁴
     (da,) = torch.autograd.grad(r1, D.a if pack == 1 else D.inner.a)
     np.testing.assert_allclose(da.numpy(), np.mean(9 * a * packs**4, axis=0), rtol=1e-12)
-    if pack > 1:  # without the declared `pack` the same critic counts m times its packs
-        undeclared = losses.r1_penalty(torch.nn.Sequential(D), t64(real))
-        assert float(undeclared.detach()) == pytest.approx(pack * want, rel=1e-12)
+    if pack > 1:  # with pack = 1 the same critic counts m times its packs
+        per_logit = losses.r1_penalty(D, t64(real))
+        assert float(per_logit.detach()) == pytest.approx(pack * want, rel=1e-12)

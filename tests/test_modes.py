@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +135,9 @@ def test_bench_cli_writes_its_rows_beside_both_published_tables(capsys, tmp_path
     results = json.loads((folder / "results.json").read_text())
     assert [(r["loss"], r["update"], r["seed"]) for r in results["runs"]] == [
         ("nsgan", "alternating", 0), ("nsgan", "fused", 0)]
+    assert all("family" not in r for r in results["runs"])  # one family: no family column
+    assert ("| loss | update | seeds | modes | HQ % | reverse KL | all modes | max CPU-s/run | "
+            "diverged |") in (folder / "tables.md").read_text()
     recipe = results["recipe"]  # per update rule: the fused one's generator is slower
     assert recipe["alternating"]["lr_g"] == 1e-3 and recipe["fused"]["lr_g"] == 5e-4
     assert recipe["fused"]["width"] == 8 and recipe["fused"]["activation"] == "leaky_relu"
@@ -152,37 +157,109 @@ def test_bench_cli_rejects_bad_overrides_before_training(item, message, capsys, 
     assert message in capsys.readouterr().err and not any(tmp_path.iterdir())
 
 
-def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
-    from genshop.experiments.modes import Row, run_rows, table_rows
+TINY = {"steps": 20, "batch_size": 32, "width": 16, "depth": 2}
 
-    tiny = {"steps": 20, "batch_size": 32, "width": 16, "depth": 2}
-    rows = run_rows("ring8", ["nsgan"], ["alternating", "fused"], [0], tmp_path, tiny)
+
+def test_a_row_trains_the_config_of_configure_with_the_shared_options_it_has():
+    from genshop.engine import configure
+    from genshop.experiments import QUIET, Row, Setting, gan
+    from genshop.experiments.modes import runs_in
+
+    shared = {**TINY, "lr_g": 5e-4, "blocks": 2}  # blocks: a flow option, not a GAN one
+    runs = runs_in("grid25", Path("b/runs"), shared)
+    task = runs.task(Row(gan("rasgan", "fused")), 3)
+    gan_options = {k: v for k, v in shared.items() if k != "blocks"}
+    assert task.out == Path("b/runs/rasgan-fused-s3")
+    assert task.config() == configure("gan", **QUIET, **gan_options, data="grid25",
+                                      loss="rasgan", update="fused", seed=3,
+                                      out="b/runs/rasgan-fused-s3")
+    flow = runs.task(Row(Setting("flow")), 0).config()
+    assert (flow.blocks, flow.steps, flow.batch_size, flow.out) == (2, 20, 32, "b/runs/flow-s0")
+    assert task.config() != runs.task(Row(gan("rasgan", "fused")), 4).config()
+
+
+def test_tiny_bench_run_scores_its_own_samples_and_ranks_rows(tmp_path):
+    from genshop.experiments import Row, gan, gan_grid, ranked_table
+    from genshop.experiments.modes import COLUMNS, rank_key, run_rows
+
+    rows = run_rows("ring8", gan_grid(["nsgan"], ["alternating", "fused"]), [0], tmp_path, TINY)
     assert (tmp_path / "nsgan-fused-s0" / "config.json").is_file()
     for row in rows:
         run = row.runs[0]
         assert run.samples.shape == (SCORED_SAMPLES, 2) and not run.diverged
-        assert run.scores == score_dataset(run.samples, RING)
-    perfect = Row("perfect", "fused", [rows[0].runs[0]])
+        assert run.scores == score_dataset(run.samples, RING) and run.steps == 20
+    perfect = Row(gan("perfect", "fused"), [rows[0].runs[0]])
     perfect.runs[0].scores = score_dataset(RING.sample(SCORED_SAMPLES), RING)
-    table = table_rows([rows[1], perfect])
-    assert table[0][:4] == ["perfect", "fused", 1, "8.0"]
+    table = ranked_table("t", [rows[1], perfect], COLUMNS, rank_key, "")
+    assert table.columns[:4] == ["loss", "update", "seeds", "modes"]
+    assert table.rows[0][:4] == ["perfect", "fused", 1, "8.0"]
+    assert table.rows[1][:2] == ["nsgan", "fused"]
+
+
+def test_a_flow_row_sits_in_the_mode_table_beside_a_gan_row(tmp_path):
+    import genshop
+    from genshop.experiments import Setting, gan
+    from genshop.experiments.modes import rank_key, run_benchmark
+
+    shared = {**TINY, "blocks": 2, "hidden": 16}  # width, depth: GAN only; blocks, hidden: flow
+    bench = run_benchmark("ring8", [gan("nsgan", "alternating"), Setting("flow")],
+                          parent=tmp_path, seeds=1, best=1, best_seeds=2, overrides=shared)
+    runs = bench.folder / "runs"
+    top = max(bench.rows, key=rank_key)  # the best row gets its second seed
+    assert {p.name for p in runs.iterdir()} == {"flow-s0", "nsgan-alternating-s0",
+                                                f"{top.setting.name()}-s1"}
+    assert [len(row.runs) for row in bench.rows] == [1 + (row is top) for row in bench.rows]
+    flow_config = json.loads((runs / "flow-s0" / "config.json").read_text())
+    assert flow_config["family"] == "flow" and flow_config["blocks"] == 2
+    assert "width" not in flow_config and flow_config["steps"] == 20
+    flow_row = next(r for r in bench.rows if r.setting.family == "flow")
+    flow = flow_row.runs[0]
+    x = genshop.load_run(runs / "flow-s0").sample(SCORED_SAMPLES, seed=10_000)
+    assert flow.scores == score_dataset(x, RING) and torch.equal(flow.samples, x)
+    table = bench.tables[0]
+    assert table.columns[:4] == ["family", "loss", "update", "seeds"]
+    by_family = {row[0]: row for row in table.rows}
+    assert by_family["flow"][1:4] == ["—", "—", len(flow_row.runs)]
+    assert by_family["gan"][1:3] == ["nsgan", "alternating"]
+    modes = [r.scores.modes for r in flow_row.runs]
+    assert by_family["flow"][4].startswith(f"{sum(modes) / len(modes):.1f}")
+    results = json.loads((bench.folder / "results.json").read_text())
+    first = {r["family"]: r for r in results["runs"] if r["seed"] == 0}
+    assert first["flow"]["counts"] == list(flow.scores.counts) and "loss" not in first["flow"]
+    assert first["gan"]["loss"] == "nsgan" and list(results["recipe"]) == ["alternating"]
+    assert "| family | loss | update | seeds |" in (bench.folder / "tables.md").read_text()
+
+
+def test_an_option_no_rows_family_has_is_refused_before_any_run(tmp_path):
+    from genshop.experiments import Setting, gan
+    from genshop.experiments.modes import run_benchmark
+
+    with pytest.raises(BadInputError, match=r"unknown option\(s\) \['blocks'\]"):
+        run_benchmark("ring8", [gan("nsgan", "fused")], parent=tmp_path, overrides={"blocks": 2})
+    with pytest.raises(BadInputError, match="blocks"):  # the flow has it, as an int
+        run_benchmark("ring8", [Setting("flow")], parent=tmp_path, overrides={"blocks": "two"})
+    assert not any(tmp_path.iterdir())
+
+
+def task(loss: str, update: str, seed: int, out: Path, steps: int = 5):
+    from genshop.experiments import RunTask, gan
+    from genshop.experiments.modes import score_points
+
+    return RunTask(gan(loss, update), "ring8", seed, out, {**TINY, "steps": steps},
+                   score_points)
 
 
 def test_jobs_run_in_worker_processes_and_equal_one_process(tmp_path):
     from genshop.experiments import run_tasks
-    from genshop.experiments.modes import Task, describe
-
-    tiny = {"steps": 5, "batch_size": 32, "width": 16, "depth": 2}
-
-    def task(loss: str, seed: int, folder: str) -> Task:
-        return Task("ring8", loss, "fused", seed, tmp_path / folder / f"{loss}-s{seed}", tiny)
+    from genshop.experiments.modes import describe
 
     lines: list[str] = []
-    parallel = run_tasks([task("nsgan", 0, "p"), task("lsgan", 1, "p")], jobs=2,
-                         progress=lambda run: lines.append(describe(run)))
-    (serial,) = run_tasks([task("lsgan", 1, "s")], jobs=1)
+    parallel = run_tasks([task("nsgan", "fused", 0, tmp_path / "p" / "nsgan-s0"),
+                          task("lsgan", "fused", 1, tmp_path / "p" / "lsgan-s1")],
+                         jobs=2, progress=lambda run: lines.append(describe(run)))
+    (serial,) = run_tasks([task("lsgan", "fused", 1, tmp_path / "s" / "lsgan-s1")], jobs=1)
     assert len(lines) == 2 and all("CPU-s" in line for line in lines)
-    assert [(r.loss, r.seed) for r in parallel] == [("nsgan", 0), ("lsgan", 1)]
+    assert [(r.setting.options["loss"], r.seed) for r in parallel] == [("nsgan", 0), ("lsgan", 1)]
     assert torch.equal(parallel[1].samples, serial.samples)
     assert parallel[1].scores.counts == serial.scores.counts
     assert not torch.equal(parallel[0].samples, serial.samples)
@@ -190,26 +267,37 @@ def test_jobs_run_in_worker_processes_and_equal_one_process(tmp_path):
 
 
 def test_resumed_task_is_scored_again_not_retrained(tmp_path):
-    from genshop.errors import BadInputError
-    from genshop.experiments import DONE
-    from genshop.experiments.modes import Task
+    from dataclasses import replace
 
-    tiny = {"steps": 5, "batch_size": 32, "width": 16, "depth": 2}
-    task = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", tiny)
-    first = task.run()
-    stamp = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
-    again = task.run()
-    assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == stamp  # not retrained
+    from genshop.experiments import DONE
+
+    run_dir = tmp_path / "run"
+    first_task = task("nsgan", "alternating", 0, run_dir)
+    first = first_task.run()
+    stamp = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    again = first_task.run()
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == stamp  # not retrained
     assert torch.equal(first.samples, again.samples) and again.cpu_seconds == first.cpu_seconds
-    (tmp_path / "run" / DONE).unlink()  # as if interrupted: trained again from scratch
-    assert torch.equal(task.run().samples, first.samples)
-    other = Task("ring8", "nsgan", "alternating", 0, tmp_path / "run", {**tiny, "steps": 6})
+    (run_dir / DONE).unlink()  # as if interrupted: trained again from scratch
+    assert torch.equal(first_task.run().samples, first.samples)
     with pytest.raises(BadInputError, match="another config"):
-        other.run()
-    shutil.copytree(tmp_path / "run", tmp_path / "moved")  # a copied folder is still reused
-    moved = Task("ring8", "nsgan", "alternating", 0, tmp_path / "moved", tiny).run()
-    recorded = json.loads((tmp_path / "run" / DONE).read_text())["cpu_seconds"]
+        task("nsgan", "alternating", 0, run_dir, steps=6).run()
+    shutil.copytree(run_dir, tmp_path / "moved")  # a copied folder is still reused
+    moved = replace(first_task, out=tmp_path / "moved").run()
+    recorded = json.loads((run_dir / DONE).read_text())["cpu_seconds"]
     assert torch.equal(moved.samples, first.samples) and moved.cpu_seconds == recorded
+
+
+def test_a_saved_config_without_a_newer_option_reads_as_its_default():
+    from genshop.engine import configure
+    from genshop.experiments import same_config
+
+    config = configure("gan", data="ring8", steps=7, out="a")
+    saved = {"family": "gan", **{k: v for k, v in dataclasses.asdict(config).items()
+                                 if k != "init_from"}, "out": "elsewhere"}
+    assert same_config(saved, config)  # a folder written before --init-from existed
+    assert not same_config({**saved, "init_from": "runs/parent"}, config)
+    assert not same_config({**saved, "steps": 8}, config)
 
 
 @pytest.mark.parametrize(("fused_modes", "fused_hq", "status"), [
@@ -218,14 +306,13 @@ def test_resumed_task_is_scored_again_not_retrained(tmp_path):
     (7, 95.0, "does not hold"),   # a lost mode fails even with a better HQ share
 ])
 def test_single_loss_quality_rule_is_two_sided(fused_modes, fused_hq, status):
-    from genshop.experiments.modes import Row, ToyRun
-    from genshop.metrics.modes import ModeScores
+    from genshop.experiments import Result, Row, gan
     from genshop.sections.modes import quality_verdict
 
-    def row(step, modes, hq):
+    def row(update, modes, hq):
         scores = ModeScores(modes, 8, hq / 100, 0.01, (1,) * 8)
-        return Row("rsgan", step, [ToyRun("rsgan", step, 0, torch.zeros(1, 2), scores, 1.0,
-                                          False)])
+        setting = gan("rsgan", update)
+        return Row(setting, [Result(setting, 0, 1, scores, 1.0, False, torch.zeros(1, 2))])
 
     verdict = quality_verdict([row("alternating", 8, 95.0), row("fused", fused_modes, fused_hq)])
     assert verdict.status == status

@@ -1,11 +1,11 @@
-"""Shapes, output ranges and spectral normalisation of the shared nets."""
+"""Shapes, output ranges and spectral normalisation of the shared nets; PacGAN packing."""
 
 import pytest
 import torch
 from torch import nn
 
-from genshop.errors import UnknownNameError
-from genshop.nets import dcgan_pair, mlp_pair
+from genshop.errors import BadInputError, UnknownNameError
+from genshop.nets import Critic, PackedCritic, dcgan_pair, mlp_pair
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
@@ -70,3 +70,30 @@ def test_dcgan_critic_batch_norm_option():
     assert any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
     _, D = dcgan_pair(latent_dim=8, width=4)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+
+
+def test_packed_critic_gives_each_pack_one_logit_repeated_per_sample():
+    layer = nn.Linear(4, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+        layer.bias.fill_(0.3)
+    D = PackedCritic(Critic(layer), pack=2)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, -1.0]])
+    # packs (1, 0, 0, 1) and (2, 0, 0, -1): 1 + 4 + 0.3 and 2 − 4 + 0.3
+    assert D(x).tolist() == pytest.approx([5.3, 5.3, -1.7, -1.7])
+    with pytest.raises(BadInputError, match="multiple of 2"):
+        D(x[:3])
+
+
+def test_packed_images_stack_a_packs_samples_along_the_channels():
+    """Sample k of a pack is channels k·C … k·C + C − 1 of the inner critic's input."""
+    torch.manual_seed(0)
+    _, inner = dcgan_pair(latent_dim=8, width=4, shape=(2, 8, 8))
+    D = PackedCritic(inner, pack=2)
+    x = torch.rand(6, 1, 8, 8)
+    want = inner(torch.cat([x[0::2], x[1::2]], dim=1))
+    assert torch.equal(D(x), want.repeat_interleave(2))
+    assert not torch.equal(D(x), inner(torch.cat([x[1::2], x[0::2]], dim=1)).repeat_interleave(2))
+    assert D.pack == 2
+    with pytest.raises(AttributeError):
+        D.pack = 3  # fixed: the inner critic takes the features of `pack` samples

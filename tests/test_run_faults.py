@@ -58,7 +58,8 @@ def test_two_concurrent_trainings_leave_one_usable_run(tmp_path):
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "genshop", "train", "gan", "--steps", "1000000", *SMALL,
             "--log-every", "50", "--out", str(run)]
-    first = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,  # Ctrl-C in force
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (run / "metrics.jsonl").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,7 +17,7 @@ from torch import nn
 
 from genshop import losses, shared_critic, steps
 from genshop.errors import BadInputError
-from genshop.families.gan import PackedCritic
+from genshop.nets import PackedCritic
 
 TOL = 1e-10
 BATCH, Z_DIM, X_DIM = 12, 3, 2
@@ -40,8 +43,8 @@ SPECTRAL = {"spectral": nn.utils.parametrizations.spectral_norm,
 
 
 def critic(kind: str) -> nn.Module:
-    if kind == "conv":
-        return ConvCritic().double()
+    if kind in ("conv", "conv-bn"):
+        return ConvCritic(batch_norm=kind == "conv-bn").double()
     if kind == "packed":
         inner = nn.Sequential(nn.Linear(2 * X_DIM, 16), nn.Tanh(), nn.Linear(16, 1))
         return PackedCritic(inner, 2).double()
@@ -94,9 +97,12 @@ def max_diff(a, b) -> float:
 ALL_LOSSES = [*losses.names(), "fgan-alpha:0.5", "rsgan+gp", "fgan-kl+saddle"]
 # "separate" and "shared" (one critic forward on G(z) for both terms; what "auto" picks for a
 # plain critic): the plain critic with each arrangement of critic calls; the other critics take
-# "auto" (the conv critic shares its forward, the others call D apart); bn+dropout: see
-# test_fused_step_is_a_simultaneous_sgd_step
-CRITICS = ["separate", "shared", "bn", "dropout", "spectral", "spectral-hook", "packed", "conv"]
+# "auto"; bn+dropout: see test_fused_step_is_a_simultaneous_sgd_step
+CRITICS = ["separate", "shared", "bn", "dropout", "spectral", "spectral-hook", "packed", "conv",
+           "conv-bn"]
+# critics whose calls "auto" makes as the two-loss step does (stateful layers, or rows that
+# depend on other rows), so their gradients are the two-loss step's bit for bit
+SAME_CALLS = {"separate", "bn", "dropout", "spectral", "spectral-hook", "packed", "conv-bn"}
 
 
 def make_loss(spec: str) -> losses.GanLoss:
@@ -117,7 +123,7 @@ def test_fused_gradients_equal_separate_gradients(spec, kind):
     calls = kind if kind in ("separate", "shared") else "auto"
     fused = functools.partial(steps.fused_loss, critic_calls=calls)
     got_d, got_g, value, (G2, D2) = single_loss_grads(fused, G, D, loss, real, z, 5)
-    if calls == "separate" or steps.critic_calls_for(D) == "separate":
+    if kind in SAME_CALLS:
         # the same critic calls on the same batches in the same order: the same numbers
         assert max_diff(got_d, ref_d) == 0.0 and max_diff(got_g, ref_g) == 0.0
     else:  # the shared forward rescales J_iᵀu_D,i into J_iᵀu_G,i: equal to rounding
@@ -385,12 +391,7 @@ def test_gradient_gap_measures_both_constructions_and_leaves_state_alone():
     assert all(p.grad is None for p in [*G.parameters(), *D.parameters()])
 
 
-def test_critic_calls_default_by_critic():
-    assert steps.critic_calls_for(ConvCritic().double()) == "shared"
-    assert steps.critic_calls_for(ConvCritic(batch_norm=True).double()) == "separate"
-    assert steps.critic_calls_for(critic("plain")) == "shared"
-    assert steps.critic_calls_for(critic("dropout")) == "separate"
-    assert steps.critic_calls_for(PackedCritic(critic("plain"), 2)) == "separate"
+def test_shared_conv_critic_backward_twice_and_critic_calls_are_checked():
     torch.manual_seed(0)
     G, D = generator(), ConvCritic().double()
     real, z = batch()
@@ -401,6 +402,26 @@ def test_critic_calls_default_by_critic():
         steps.fused_loss(*nets("bn"), losses.get_loss("hinge"), real, z, critic_calls="shared")
     with pytest.raises(BadInputError, match="choose one of auto, separate, shared"):
         steps.fused_loss(G, D, losses.get_loss("hinge"), real, z, critic_calls="fast")
+
+
+GLOBAL_HOOKS = """
+import json
+import genshop.steps
+from torch.nn.modules import module
+print(json.dumps({name: len(getattr(module, name)) for name in dir(module)
+                  if name.startswith("_global_") and name.endswith("_hooks")}))
+"""
+
+
+def test_importing_the_steps_registers_no_global_module_hook():
+    """A fresh interpreter that imports genshop.steps has no hook in any of torch's global hook
+    tables (registration of modules, buffers and parameters; forward; backward)."""
+    out = subprocess.run([sys.executable, "-c", GLOBAL_HOOKS], capture_output=True, text=True,
+                         check=True)
+    counts = json.loads(out.stdout)
+    assert {"_global_module_registration_hooks", "_global_buffer_registration_hooks",
+            "_global_parameter_registration_hooks", "_global_forward_hooks"} <= set(counts)
+    assert counts == dict.fromkeys(counts, 0)
 
 
 def test_spectral_norm_critics_get_one_call_per_batch_and_exact_gradients():
@@ -426,15 +447,15 @@ def test_stateful_layers_make_a_critic_not_per_sample():
     for layer in (nn.BatchNorm1d(8), nn.Dropout(0.1), nn.AlphaDropout(0.1), nn.RReLU(),
                   nn.InstanceNorm1d(8, track_running_stats=True)):
         D = mlp(layer)
-        assert not steps.is_per_sample(D) and steps.critic_calls_for(D) == "separate"
-        assert steps.is_per_sample(D.eval()) and steps.critic_calls_for(D) == "shared"
+        assert not steps.is_per_sample(D)
+        assert steps.is_per_sample(D.eval())
     no_stats = mlp(nn.BatchNorm1d(8, track_running_stats=False)).eval()
-    assert not steps.is_per_sample(no_stats) and steps.critic_calls_for(no_stats) == "separate"
+    assert not steps.is_per_sample(no_stats)
     for stateless in (nn.LayerNorm(8), nn.Tanh()):
         assert steps.is_per_sample(mlp(stateless))
     weight_norm = mlp()
     nn.utils.parametrizations.weight_norm(weight_norm[0])  # a parametrization without state
-    assert steps.is_per_sample(weight_norm) and steps.critic_calls_for(weight_norm) == "shared"
+    assert steps.is_per_sample(weight_norm)
     with_empty_slot = critic("dropout")
     with_empty_slot.register_module("unused", None)  # modules() skips such slots
     assert not steps.is_per_sample(with_empty_slot)
@@ -442,18 +463,19 @@ def test_stateful_layers_make_a_critic_not_per_sample():
 
 
 def test_critic_calls_follow_changes_to_the_critic_after_a_step():
-    """What "auto" picks follows the training flags and layers, buffers and parametrizations
-    added after the first look, and the single-loss gradients stay exact after each change."""
+    """"auto" follows the training flags and the layers, buffers and parametrizations added
+    after the first step: the single-loss gradients stay exact after each change, and equal the
+    two-loss step's bit for bit whenever the critic is stateful (the same critic calls)."""
     loss = losses.get_loss("rsgan")
     real, z = batch()
     torch.manual_seed(0)
     G, D = generator(), critic("plain")
 
     def check(expected: str):
-        assert steps.critic_calls_for(D) == expected
-        assert shared_critic.applies(D) == (expected == "shared")
+        gap = max(steps.gradient_gap(G, D, loss, real, z).values())
+        assert gap < TOL if expected == "shared" else gap == 0.0
+        assert shared_critic.critic_traits(D).shareable == (expected == "shared")
         assert steps.is_per_sample(D) == (expected == "shared")
-        assert max(steps.gradient_gap(G, D, loss, real, z).values()) < TOL
 
     check("shared")
     nn.utils.spectral_norm(D[0])  # the hook version, on a layer already seen
@@ -510,16 +532,19 @@ def test_shared_critic_forward_is_exact_on_either_side_of_the_hinge_margin(beyon
 
 
 def test_packed_critic_can_share_its_forward():
-    """A pack's logit depends on m samples, so no row can be rescaled: every row's gradient for
-    G is recomputed, and the gradients stay exact."""
+    """A pack's logit depends on m samples, so no row can be rescaled: "shared" recomputes every
+    row's gradient for G, and the gradients stay exact; "auto" keeps the two-loss step's calls
+    (the same gradients bit for bit), also for a critic that holds the packed one."""
     torch.manual_seed(0)
-    D = critic("packed")
     real, z = batch()
-    assert steps.critic_calls_for(D) == "separate"
-    for spec in ("rasgan", "hinge"):
-        shared = functools.partial(steps.fused_loss, critic_calls="shared")
-        gap = steps.gradient_gap(generator(), D, losses.get_loss(spec), real, z, shared)
-        assert max(gap.values()) < TOL
+    for D in (critic("packed"), nn.Sequential(critic("packed"), nn.Tanh())):
+        assert not shared_critic.critic_traits(D).rows_independent and steps.is_per_sample(D)
+        for spec in ("rasgan", "hinge"):
+            shared = functools.partial(steps.fused_loss, critic_calls="shared")
+            gap = steps.gradient_gap(generator(), D, losses.get_loss(spec), real, z, shared)
+            assert max(gap.values()) < TOL
+            auto = steps.gradient_gap(generator(), D, losses.get_loss(spec), real, z)
+            assert auto == {"d_grad": 0.0, "g_grad": 0.0, "value": 0.0}
 
 
 # --- R1 as a term of the critic loss ------------------------------------------------------------
@@ -529,11 +554,13 @@ R1 = 0.8
 
 def by_hand_critic_gradient(G, D, loss, real, z, r1, rng_seed=0):
     """∇_D [L_D(D(x_r), D(G(z))) + λ_gp·GP + r1·R1(D; x_r)] for a deterministic critic, without
-    the steps (the RNG seeded to `rng_seed` before the penalty's interpolation points)."""
+    the steps (the RNG seeded to `rng_seed` before the penalty's interpolation points; R1 over
+    the packs of a packed critic)."""
     G, D = copy.deepcopy(G), copy.deepcopy(D)
     with torch.no_grad():
         fake = G(z)
-    total = loss.d_loss(D(real), D(fake)) + r1 * losses.r1_penalty(D, real)
+    pack = D.pack if isinstance(D, PackedCritic) else 1
+    total = loss.d_loss(D(real), D(fake)) + r1 * losses.r1_penalty(D, real, pack=pack)
     if loss.gp_weight:
         torch.manual_seed(rng_seed)
         total = total + loss.gp_weight * losses.gradient_penalty(D, real, fake)

@@ -1,4 +1,4 @@
-"""Every checkable claim of the eight posts (spec: shared/spec/posts.md, "Checkable claims").
+"""Every checkable claim of the eight posts of *Scientific Spaces*, and the post it comes from.
 
 The tour report opens with this table. A tour section that measures a claim returns a
 `Verdict` under the claim's id; claims no section measures yet show "untested yet".

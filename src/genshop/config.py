@@ -23,6 +23,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from genshop.atomic import write_text_atomic
 from genshop.errors import BadInputError, DataError
+from genshop.schedules import SCHEDULES
 
 C = TypeVar("C", bound="RunConfig")
 
@@ -94,17 +95,15 @@ class RunConfig:
     threads: int = option(1, "CPU threads torch may use (0 = torch's default, one per core); "
                              "1 is fastest for genshop's small nets, most of all on a busy "
                              "machine (benchmarks/threads.py)", valid=Range(0, 256))
-    lr_schedule: str = option("constant", "learning rates over the run: constant, or cosine "
-                                          "or linear decay from the set rate to 0 at --steps",
-                              ("constant", "cosine", "linear"))
+    lr_schedule: str = option("constant", "learning rates over the run: constant, cosine or "
+                                          "linear decay from the set rate to 0 at --steps, or "
+                                          "one-cycle (up to the set rate, then down; "
+                                          "genshop.schedules)", SCHEDULES)
+    init_from: str = option("", "start from the trained run in this folder (its modules of the "
+                                "same names; see genshop.families); empty: from scratch")
 
     def __post_init__(self) -> None:
         _check_types(self)
-
-
-BY_UPDATE = "by_update"  # recipe key: update rule -> overrides for runs with that rule
-
-
 
 
 def _field_types(cls: type) -> dict[str, type]:
@@ -115,7 +114,8 @@ def _field_types(cls: type) -> dict[str, type]:
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type[RunConfig],
                          recipes: dict[str, dict[str, Any]] | None = None) -> None:
     """One `--option` per field of `cls` (default None = "not set by the user"); the help shows
-    the default and, where a data set's recipe replaces it, the recipe's value."""
+    the default and each recipe that replaces it (`recipes`: label → overrides, e.g.
+    "ring8 --update fused" → {"lr_g": 5e-4})."""
     for f in dataclasses.fields(cls):
         kind = _field_types(cls)[f.name]
         help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f, recipes or {})})"
@@ -129,14 +129,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[RunConfig],
 
 
 def _default_text(f: dataclasses.Field, recipes: dict[str, dict[str, Any]]) -> str:
-    """"5000; ring8 recipe 7000, grid25 recipe 9000": the default, then every recipe (or
-    recipe part of an update rule) that sets another value."""
-    overrides = []
-    for data, recipe in recipes.items():
-        parts = {data: recipe} | {f"{data} --update {u}": part
-                                  for u, part in recipe.get(BY_UPDATE, {}).items()}
-        overrides += [f"{name} recipe {part[f.name]}" for name, part in parts.items()
-                      if f.name in part and part[f.name] != f.default]
+    """"5000; ring8 recipe 7000, grid25 recipe 9000": the default, then every recipe that sets
+    another value."""
+    overrides = [f"{label} recipe {recipe[f.name]}" for label, recipe in recipes.items()
+                 if f.name in recipe and recipe[f.name] != f.default]
     return "; ".join([str(f.default), ", ".join(overrides)] if overrides else [str(f.default)])
 
 
@@ -147,14 +143,10 @@ def user_options(args: argparse.Namespace, cls: type[RunConfig]) -> dict[str, An
 
 
 def resolve_config(cls: type[C], user: dict[str, Any],
-                   recipes: dict[str, dict[str, Any]] | None = None) -> C:
-    """Dataclass defaults, then the recipe of the chosen data set (and its `by_update` part for
-    the chosen update rule, if any), then the user's options."""
-    data = user.get("data", cls.data)
-    recipe = dict((recipes or {}).get(data, {}))
-    update = user.get("update", getattr(cls, "update", None))
-    for_update = recipe.pop(BY_UPDATE, {}).get(update, {})
-    return from_dict(cls, {**recipe, **for_update, **user})
+                   recipe: dict[str, Any] | None = None) -> C:
+    """Dataclass defaults, then `recipe` (the family's overrides for the chosen data set and
+    options, `genshop.families.Family.recipe`), then the user's options."""
+    return from_dict(cls, {**(recipe or {}), **user})
 
 
 def from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -217,6 +209,6 @@ def read_config_json(run_dir: Path) -> dict[str, Any]:
         raise DataError(f"{path} is corrupt ({err}); retrain or restore the file") from None
 
 
-__all__ = ["AT_LEAST_0", "AT_LEAST_1", "BY_UPDATE", "FRACTION", "POSITIVE", "Range", "RunConfig",
+__all__ = ["AT_LEAST_0", "AT_LEAST_1", "FRACTION", "POSITIVE", "Range", "RunConfig",
            "add_config_arguments", "flag", "from_dict", "read_config_json", "resolve_config",
            "save_config", "to_json", "user_options"]

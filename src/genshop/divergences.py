@@ -403,7 +403,8 @@ def estimate(div: FDivergence | str, x_p, x_q, *, steps: int = 400, seed: int = 
     critic's held-out value is an unbiased estimate of a lower bound of D_f, so the result does not
     overfit upwards. Inputs are standardised by the pooled mean and scale (D_f is invariant under
     an invertible map applied to both samples). Critics train in float32 whatever the inputs' and
-    the default dtype; the held-out bounds are summed in float64.
+    the default dtype; the held-out bounds are summed in float64. The critic's own Adam loop
+    (`_fit_critic`) is part of the estimator: the bound is close to D_f only at a trained critic.
     """
     div = get(div) if isinstance(div, str) else div
     p, q = _as_samples(x_p, "x_p"), _as_samples(x_q, "x_q")

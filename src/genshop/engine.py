@@ -5,12 +5,18 @@ A family (`genshop.families.Family`) builds its models and optimisers and does o
 module owns the rest:
 
 * data order and step noise come from the engine's own `torch.Generator` (seeded by the config);
-  each step draws global-batch indices into the fixed training set, every process takes its share;
-* progress bar (tqdm: losses, it/s, ETA), `metrics.jsonl` every `log_every` steps (each
+  each step draws global-batch row indices into the family's training data (`Examples`:
+  examples, labels or targets, uniformly with replacement or epoch by epoch, as the family
+  declares), and every process takes its share of the rows;
+* a family's pass over the whole training set every K steps (`Family.data_pass`), and a run that
+  starts from a parent run (`config.init_from`, `Family.start_from`);
+* progress (`genshop.progress`: a tqdm bar on a terminal, a plain line now and then in a log),
+  `metrics.jsonl` every `log_every` steps (each
   quantity the mean over the steps since the previous line), sample snapshots
   (scatter PNG for points, image grid for images) every `sample_every` steps;
-* learning rates follow `config.lr_schedule` (constant or cosine), set from the step each time;
-* EMA of the family's sampler: θ_ema ← d·θ_ema + (1 − d)·θ after each step (buffers copied);
+* learning rates follow `config.lr_schedule` (`genshop.schedules`), set from the step each time;
+* EMA of the family's model (`Family.model`): θ_ema ← d·θ_ema + (1 − d)·θ after each step
+  (buffers copied);
 * it writes data only (`config.json`, `metrics.jsonl`, checkpoints, snapshot PNGs, laid out as
   `genshop.runs` names them); the run's HTML page is drawn by its caller (`genshop report`);
 * atomic checkpoints (`genshop.checkpoint`) every `checkpoint_every` steps and at the end, with
@@ -35,7 +41,6 @@ import json
 import math
 import os
 import random
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -46,15 +51,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from genshop import checkpoint
 from genshop.atomic import write_text_atomic
-from genshop.config import RunConfig, resolve_config, save_config
-from genshop.data import PAIRS
+from genshop.config import RunConfig, read_config_json, resolve_config, save_config
+from genshop.data import Batch, Examples
+from genshop.data.fetch import sha256_of
 from genshop.errors import BadInputError, TrainingDiverged
-from genshop.families import Family, StepInput, family_of, get_family, share
+from genshop.families import DataPass, Family, StepInput, family_of, get_family, process_rows
 from genshop.plots import samples_figure, save_figure
+from genshop.progress import StopRequest, progress_bar
 from genshop.runs import (
     CHECKPOINT,
     CONFIG,
@@ -63,10 +69,12 @@ from genshop.runs import (
     Run,
     check_unowned,
     fitting,
+    load_run,
     load_state,
     owned,
     read_metrics,
 )
+from genshop.schedules import set_learning_rates
 from genshop.threads import torch_threads
 
 Evaluate = Callable[[int, nn.Module], dict[str, float]]
@@ -135,28 +143,6 @@ class _Ema:
             e.copy_(b)
 
 
-class _StopRequest:
-    """SIGINT sets a flag that the loop checks between steps (main thread only)."""
-
-    def __init__(self):
-        self.requested = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        try:
-            previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-
 def _state(family: Family, ema: _Ema | None, step: int, config: RunConfig,
            generator: torch.Generator) -> dict[str, Any]:
     return {"step": step, "family": family.name, "config": asdict(config),
@@ -181,30 +167,66 @@ def _restore(state: dict[str, Any], family: Family, ema: _Ema | None,
     _load_training_state(state, family)
     if ema is not None:
         ema.net.load_state_dict(state["ema"] if state["ema"] is not None
-                                else family.sampler().state_dict())
+                                else family.model().state_dict())
     checkpoint.restore_rng_states(state["rng"], generator)
     return int(state["step"])
 
 
-def lr_factor(schedule: str, step: int, steps: int) -> float:
-    """The multiplier of every set learning rate at 0-based `step` of a `steps`-step run:
-    1 (constant), ½(1 + cos(π·step/steps)) (cosine) or 1 − step/steps (linear); the last two
-    are 1 at the start and → 0 at the end."""
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * step / steps))
-    if schedule == "linear":
-        return 1.0 - step / steps
-    return 1.0
+class _Rows:
+    """Which training rows each step gets: `Family.data_order` "replacement" draws them
+    uniformly with replacement; "epochs" walks a fresh permutation each epoch (drawn from the
+    engine's generator when the epoch starts; the epoch's last batch is shorter), kept in the
+    checkpoint."""
+
+    def __init__(self, data: Examples, order: str, rows_per_step: int):
+        self.data, self.order, self.rows_per_step = data, order, rows_per_step
+        self.steps_per_epoch = math.ceil(len(data) / rows_per_step)
+        self.permutation: Tensor | None = None
+
+    def batch(self, step: int, generator: torch.Generator) -> Batch:
+        if self.order == "replacement":
+            return self.data.batch(self.rows_per_step, generator)
+        j = step % self.steps_per_epoch
+        if j == 0 or self.permutation is None:
+            self.permutation = torch.randperm(len(self.data), generator=generator)
+        n = self.rows_per_step
+        return self.data.rows(self.permutation[j * n:(j + 1) * n])
+
+    def state(self) -> dict[str, Any]:
+        return {"permutation": self.permutation}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.permutation = state.get("permutation")
 
 
-def set_learning_rates(optimizers, config: RunConfig, step: int) -> None:
-    """lr = initial_lr · lr_factor for every parameter group: a pure function of the step, so a
-    resumed run follows the same schedule (the groups keep `initial_lr` in their state)."""
-    factor = lr_factor(config.lr_schedule, step, config.steps)
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-            group["lr"] = group["initial_lr"] * factor
+def _data_pass_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of the data pass before `step`: a function of (seed, step) alone."""
+    (state,) = np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)
+    return torch.Generator().manual_seed(int(state))
+
+
+def _parent_record(run_dir: str | Path) -> dict[str, Any]:
+    """What identifies a parent run: its folder and its checkpoint's digest."""
+    path = Path(run_dir).resolve()
+    return {"run_dir": str(path), "checkpoint_sha256": sha256_of(path / CHECKPOINT)}
+
+
+def _check_parent(config: RunConfig, family: type[Family], recorded: dict | None) -> None:
+    """The parent run of `config.init_from` exists, is of a family `family` may start from and,
+    on resume, is still the run this one started from."""
+    if not config.init_from:
+        return
+    parent = Path(config.init_from)
+    if not (parent / CHECKPOINT).is_file():
+        raise BadInputError(f"--init-from {parent}: no trained run there (no {CHECKPOINT}); "
+                            "train the parent run first")
+    kind = read_config_json(parent).get("family")
+    if kind not in family.parent_families():
+        raise BadInputError(f"--init-from {parent} is a {kind} run; a {family.name} run starts "
+                            f"from a run of {', '.join(family.parent_families())}")
+    if recorded and _parent_record(parent) != recorded:
+        raise BadInputError(f"the parent run {parent} changed since this run started from it "
+                            "(its checkpoint differs); train this run again from scratch")
 
 
 @contextlib.contextmanager
@@ -219,11 +241,11 @@ def inference(net: nn.Module) -> Iterator[None]:
         net.train(was_training)
 
 
-def _snapshot(family: Family, net: nn.Module, dataset: Any, train_set: Tensor, step: int,
+def _snapshot(family: Family, net: nn.Module, dataset: Any, train_x: Tensor, step: int,
               path: Path, seed: int) -> None:
     with inference(net):
         x = family.sample(net, SNAPSHOT_COUNT, torch.Generator().manual_seed(seed)).cpu()
-    reference = train_set[:SNAPSHOT_COUNT].cpu() if dataset.kind == "points" else None
+    reference = train_x[:SNAPSHOT_COUNT].cpu() if dataset.kind == "points" else None
     save_figure(samples_figure(x, f"step {step}", reference, getattr(dataset, "centers", None)),
                 path)
 
@@ -251,16 +273,17 @@ def _all_finite_and_stop(losses: dict[str, float], stop: bool, d: _Dist) -> tupl
     return bool(flags[0] == 0), bool(flags[1] > 0)
 
 
-def check(config: RunConfig, *, resume: bool = False,
-          family: type[Family] | None = None) -> int:
+def check(config: RunConfig, *, resume: bool = False, family: type[Family] | None = None,
+          dataset: Any = None) -> int:
     """Everything about a run that can be checked before any work: the device, the data, the
-    family's options (`Family.check`) and the run directory `config.out` (a new or empty folder,
-    or the folder of a run that stopped before its first checkpoint; with `resume`, a run
-    whose checkpoint lies at or below `config.steps` and fits the config). Returns the step the
-    run starts from."""
+    family's options (`Family.check`), the parent run of `config.init_from`, and the run
+    directory `config.out` (a new or empty folder, or the folder of a run that stopped before its
+    first checkpoint; with `resume`, a run whose checkpoint lies at or below `config.steps` and
+    fits the config). `dataset` is the run's data set when the caller has built it already.
+    Returns the step the run starts from."""
     _check_device(config.device)
     family = family or family_of(config)
-    dataset = family.dataset(config)
+    dataset = family.dataset(config) if dataset is None else dataset
     family.check(config, dataset)
     run_dir = Path(config.out)
     ckpt_path = run_dir / CHECKPOINT
@@ -273,9 +296,11 @@ def check(config: RunConfig, *, resume: bool = False,
             raise BadInputError(f"the run in {run_dir} is at step {state['step']}, beyond "
                                 f"--steps {config.steps}; resume with --steps {state['step']} "
                                 "or more")
+        _check_parent(config, family, state.get("parent"))
         with fitting(run_dir), torch.random.fork_rng(devices=[]):  # weights drawn and dropped
             _load_training_state(state, family(config, dataset, torch.device("cpu")))
         return state["step"]
+    _check_parent(config, family, None)
     if ckpt_path.exists():
         raise BadInputError(f"{run_dir} already holds a run; add --resume to continue it or "
                             "choose another --out")
@@ -307,23 +332,27 @@ def configure(family: str, **options: Any) -> RunConfig:
     out="runs/x")`; then `genshop.train(config)`.
     """
     cls = get_family(family)
-    return resolve_config(cls.config_class, options, cls.recipes)
+    return resolve_config(cls.config_class, options, cls.recipe(options))
 
 
 def train(config: RunConfig, *, resume: bool = False, progress: bool = True,
-          evaluate: Evaluate | None = None, family: type[Family] | None = None) -> Run:
+          evaluate: Evaluate | None = None, family: type[Family] | None = None,
+          dataset: Any = None) -> Run:
     """Train the family of `config` into the run directory `config.out`: the one way to start
     a run (see the module docstring). Returns the finished (or Ctrl-C-interrupted) `Run`, whose
-    `sample(n)` draws from the trained sampler (its EMA copy when EMA is on).
+    `sample(n)` draws from the trained model (its EMA copy when EMA is on).
 
-    `evaluate(step, sampler)`, if given, runs on the main process at every logged step with the
-    net that samples (eval mode, no autograd); its numbers join that step's metrics.jsonl line.
-    It must leave the global RNG alone (use its own `torch.Generator`) so that a resumed run
-    still equals an uninterrupted one. `family` overrides the registered family of the config's
-    class (a subclass that injects faults in tests, say).
+    `evaluate(step, net)`, if given, runs on the main process at every logged step with the
+    family's model (its EMA copy when EMA is on; eval mode, no autograd); its numbers join that
+    step's metrics.jsonl line. It must leave the global RNG alone (use its own
+    `torch.Generator`) so that a resumed run still equals an uninterrupted one. `family`
+    overrides the registered family of the config's class (a subclass that injects faults in
+    tests, say); `dataset` is the run's data set if the caller built it already (it is built
+    once per run).
     """
     family_cls = family or family_of(config)
-    check(config, resume=resume, family=family_cls)
+    dataset = family_cls.dataset(config) if dataset is None else dataset
+    check(config, resume=resume, family=family_cls, dataset=dataset)
     ckpt_path = Path(config.out) / CHECKPOINT
     d = _init_distributed(config.device)
     try:
@@ -332,27 +361,43 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True,
                                 f"{d.world_size} processes; use a multiple of {d.world_size}")
         owner = owned(config.out) if d.is_main else contextlib.nullcontext()
         with owner, torch_threads(config.threads):
-            return _train(family_cls, config, resume, progress, d, ckpt_path, evaluate)
+            return _train(family_cls, dataset, config, resume, progress, d, ckpt_path, evaluate)
     finally:
         if d.owns_group:
             dist.destroy_process_group()
 
 
-def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: bool, d: _Dist,
-           ckpt_path: Path, evaluate: Evaluate | None) -> Run:
+def _start_from_parent(family: Family, config: RunConfig, device: torch.device) -> dict:
+    """Load the parent run of `config.init_from` into `family` (`Family.start_from`); the
+    global RNG is left as it was, so the child's own draws do not depend on the parent's nets."""
+    with torch.random.fork_rng(devices=[]):
+        parent = load_run(config.init_from, device=str(device))
+    with fitting(config.init_from):
+        family.start_from(parent)
+    return _parent_record(config.init_from)
+
+
+def _train(family_cls: type[Family], dataset: Any, config: RunConfig, resume: bool,
+           progress: bool, d: _Dist, ckpt_path: Path, evaluate: Evaluate | None) -> Run:
     run_dir = ckpt_path.parent
     _seed_everything(config.seed)
     device = _device(config)
-    dataset = family_cls.dataset(config)
     family = family_cls(config, dataset, device)
     generator = torch.Generator().manual_seed(config.seed)
-    ema = _Ema(family.sampler(), config.ema) if config.ema > 0 else None
     state = load_state(run_dir) if resume else {}
+    parent = state.get("parent")
+    if config.init_from and not resume:
+        parent = _start_from_parent(family, config, device)
+    ema = _Ema(family.model(), config.ema) if config.ema > 0 else None
     step = 0
+    rows = _Rows(family_cls.training_data(config, dataset).to(device), family_cls.data_order,
+                 config.batch_size * family.batches_per_step())
     if resume:
         with fitting(run_dir):
             step = _restore(state, family, ema, generator)
+            rows.load(state.get("rows", {}))
     if d.world_size > 1:
+        _check_shares(rows, d.world_size)
         for m in family.modules().values():
             for t in m.state_dict().values():
                 dist.broadcast(t, 0)
@@ -365,11 +410,18 @@ def _train(family_cls: type[Family], config: RunConfig, resume: bool, progress: 
             _truncate_metrics(run_dir, step)
         else:  # a run that stopped before its first checkpoint starts again from nothing
             (run_dir / METRICS).unlink(missing_ok=True)
-    own_batches = dataset.kind == PAIRS  # the data set draws each batch itself
-    train_set = None if own_batches else dataset.training_set(seed=config.seed).to(device)
-    loop = _Loop(family, config, dataset, train_set, generator, ema, d, run_dir, evaluate,
+    loop = _Loop(family, config, dataset, rows, generator, ema, d, run_dir, parent, evaluate,
                  _Window(**state.get("log_window", {})))
     return loop.run(step, progress)
+
+
+def _check_shares(rows: _Rows, world_size: int) -> None:
+    """Every batch of an epoch-ordered run splits evenly over the processes."""
+    last = len(rows.data) % rows.rows_per_step
+    if rows.order == "epochs" and last % world_size:
+        raise BadInputError(f"the last batch of each epoch holds {last} rows, which do not split "
+                            f"over {world_size} processes; choose a batch size that leaves a "
+                            f"multiple of {world_size}")
 
 
 @dataclass
@@ -397,25 +449,28 @@ class _Loop:
     family: Family
     config: RunConfig
     dataset: Any
-    train_set: Tensor | None  # None: `dataset.sample(n, generator)` draws each batch
+    rows: _Rows
     generator: torch.Generator
     ema: _Ema | None
     d: _Dist
     run_dir: Path
+    parent: dict | None = None  # `_parent_record` of the run this one started from
     evaluate: Evaluate | None = None
     window: _Window = field(default_factory=lambda: _Window())
     last_saved: int | None = None  # the step of the latest checkpoint
 
     def run(self, step: int, progress: bool) -> Run:
-        cfg, stop = self.config, _StopRequest()
+        cfg, stop = self.config, StopRequest()
         self.last_saved = step if step else None
-        bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and self.d.is_main),
-                   desc=f"{self.family.name} {cfg.data}", dynamic_ncols=True)
+        display = progress_bar(cfg.steps, initial=step, desc=f"{self.family.name} {cfg.data}",
+                               enabled=progress and self.d.is_main)
         start, start_step = time.perf_counter(), step
-        with stop.installed(), bar:
+        with stop.installed(), display as bar:
             while step < cfg.steps:
-                set_learning_rates(self.family.optimizers().values(), cfg, step)
-                losses = self.family.train_step(self._input())
+                self._data_pass(step)
+                set_learning_rates(self.family.optimizers().values(), cfg.lr_schedule, step,
+                                   cfg.steps)
+                losses = self.family.train_step(self._input(step))
                 finite, stopping = _all_finite_and_stop(losses, stop.requested, self.d)
                 if not finite:
                     bad = ", ".join(f"{k} = {v}" for k, v in losses.items()
@@ -424,14 +479,14 @@ class _Loop:
                 step += 1
                 self.window.add(losses)
                 if self.ema:
-                    self.ema.update(self.family.sampler())
-                bar.update(1)
+                    self.ema.update(self.family.model())
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     rate = (step - start_step) / (time.perf_counter() - start)
                     means = self.window.take()
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                    bar.set_values(means)
                     self._log({"step": step, **means, "it_per_s": rate,
                                **self._evaluation(step)})
+                bar.update(1)
                 if cfg.sample_every and step % cfg.sample_every == 0:
                     self._snapshot(step)
                 if step % cfg.checkpoint_every == 0 or stopping:
@@ -442,23 +497,34 @@ class _Loop:
             self._save(step)
         if not cfg.sample_every or step % cfg.sample_every:
             self._snapshot(step)
+        if self.d.is_main:
+            self.family.finish(self._net(), self.run_dir)
         return self._result(step, interrupted=False)
 
-    def _result(self, step: int, interrupted: bool) -> Run:
-        net = self.ema.net if self.ema else self.family.sampler()
-        return Run(self.run_dir, self.config, self.family, net.eval(), step, interrupted)
+    def _net(self) -> nn.Module:
+        """The delivered net: the EMA copy of the family's model when EMA is on."""
+        return self.ema.net if self.ema else self.family.model()
 
-    def _input(self) -> StepInput:
-        n, count = self.config.batch_size, self.config.batch_size * self.family.real_batches()
-        if self.train_set is None:
-            real = self.dataset.sample(count, self.generator).to(_device(self.config))
-        else:
-            idx = torch.randint(self.train_set.shape[0], (count,), generator=self.generator)
-            real = self.train_set[idx.to(self.train_set.device)]
-        # each global batch is shared out on its own, so batch i of every process is its share
-        # of global batch i (as `StepInput.real.chunk(real_batches)` reads it)
-        local = torch.cat([share(b, self.d.rank, self.d.world_size) for b in real.split(n)])
-        return StepInput(local, self.generator, self.d.rank, self.d.world_size)
+    def _result(self, step: int, interrupted: bool) -> Run:
+        return Run(self.run_dir, self.config, self.family, self._net().eval(), step, interrupted,
+                   self.dataset)
+
+    def _input(self, step: int) -> StepInput:
+        """This process's rows of the step's global batch (`batches_per_step` batches of
+        `batch_size` rows, each shared out on its own, so batch i of every process is its share
+        of global batch i, as `StepInput.split` reads it)."""
+        batch = self.rows.batch(step, self.generator)
+        parts = [Batch(*(None if t is None else process_rows(t, self.d.rank, self.d.world_size)
+                         for t in (b.x, b.y, b.index)))
+                 for b in batch.split(self.config.batch_size)]
+        return StepInput.of(Batch.cat(parts), self.generator, self.d.rank, self.d.world_size)
+
+    def _data_pass(self, step: int) -> None:
+        every = self.family.data_pass_every()
+        if every and step % every == 0:
+            self.family.data_pass(DataPass(self.rows.data, step,
+                                           _data_pass_generator(self.config.seed, step),
+                                           self.d.rank, self.d.world_size))
 
     def _diverged(self, what: str) -> None:
         kept = (f"the last good checkpoint (step {self.last_saved}) is kept in {self.run_dir}"
@@ -467,10 +533,10 @@ class _Loop:
                                "or try another loss")
 
     def _evaluation(self, step: int) -> dict[str, float]:
-        """The family's own measures of the sampler (`Family.evaluate`), then the caller's."""
+        """The family's own measures of its model (`Family.evaluate`), then the caller's."""
         if not self.d.is_main:
             return {}
-        net = self.ema.net if self.ema else self.family.sampler()
+        net = self._net()
         with inference(net):
             return {**self.family.evaluate(net),
                     **(self.evaluate(step, net) if self.evaluate else {})}
@@ -481,9 +547,8 @@ class _Loop:
                 f.write(json.dumps(record) + "\n")
 
     def _snapshot(self, step: int) -> None:
-        if self.d.is_main and self.train_set is not None:  # pictures of points or images
-            net = self.ema.net if self.ema else self.family.sampler()
-            _snapshot(self.family, net, self.dataset, self.train_set, step,
+        if self.d.is_main and self.family.has_sampler():  # pictures of points or images
+            _snapshot(self.family, self._net(), self.dataset, self.rows.data.x, step,
                       self.run_dir / SAMPLES / f"step_{step:07d}.png", self.config.seed)
 
     def _save(self, step: int) -> None:
@@ -492,7 +557,8 @@ class _Loop:
             self._diverged(f"{bad} weights became NaN or infinite by step {step}")
         if self.d.is_main:
             state = _state(self.family, self.ema, step, self.config, self.generator)
-            state["log_window"] = asdict(self.window)
+            state |= {"log_window": asdict(self.window), "rows": self.rows.state(),
+                      "parent": self.parent}
             checkpoint.save_atomic(state, self.run_dir / CHECKPOINT)
         if self.d.world_size > 1:
             dist.barrier()

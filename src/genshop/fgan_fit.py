@@ -3,9 +3,11 @@
 Post: "f-GAN简介：GAN模型的生产车间" (f-GAN introduction), Scientific Spaces, kexue.fm
 archives/6016; experiment of Nowozin, Cseke & Tomioka, "f-GAN", NeurIPS 2016, Sec. 4.1.
 
-The model Q_θ = N(μ, σ²) is reparameterised as x = μ + e^s·z, z ~ N(0, 1). f-GAN solves the saddle
+The model Q_θ = N(μ, σ²) is reparameterised as x = μ + e^s·z, z ~ N(0, 1) (`GaussianGenerator`).
+f-GAN solves the saddle
     min_θ max_V  E_P[g_f(V(x))] − E_{Q_θ}[f*(g_f(V(x)))]
-by alternating Adam steps (critic ascends, generator descends the same bound). The exact answer
+by alternating Adam steps (critic ascends, generator descends the same bound): the saddle f-GAN
+loss of `losses.fgan_loss` and `steps.alternating_step`, one noise batch per step. The exact answer
     (μ*, σ*) = argmin_θ D_f(P‖Q_θ),  D_f = ∫ q_θ f(p/q_θ) dx,
 comes from Simpson quadrature on a grid and Nelder–Mead from several starts.
 """
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from torch import Tensor
+from torch import Tensor, nn
 
-from genshop import divergences as D
+from genshop import divergences, losses
+from genshop.steps import alternating_step
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -59,15 +62,16 @@ def _log_pdf_on_grid(target: GaussianMixture1D) -> Tensor:
     return target.log_pdf(GRID)
 
 
-def divergence_to_gaussian(div: D.FDivergence, target: GaussianMixture1D, mu: float,
+def divergence_to_gaussian(div: divergences.FDivergence, target: GaussianMixture1D, mu: float,
                            sigma: float) -> float:
     """D_f(P‖N(μ, σ²)) by quadrature on GRID."""
-    return D.divergence_on_grid(div, _log_pdf_on_grid(target), gaussian_log_pdf(GRID, mu, sigma),
-                                GRID)
+    return divergences.divergence_on_grid(div, _log_pdf_on_grid(target),
+                                          gaussian_log_pdf(GRID, mu, sigma), GRID)
 
 
 @functools.cache
-def exact_fit(div: D.FDivergence, target: GaussianMixture1D = TARGET) -> tuple[float, float]:
+def exact_fit(div: divergences.FDivergence,
+              target: GaussianMixture1D = TARGET) -> tuple[float, float]:
     """argmin over (μ, σ) of D_f(P‖N(μ, σ²)): Nelder–Mead on (μ, log σ) started on every mode
     (σ = its sd) and at the mixture's mean and sd; the best end point wins."""
     lo, hi = (math.log(s) for s in SIGMA_RANGE)
@@ -96,32 +100,41 @@ class FganFit:
     trace: list[tuple[float, float]]  # (μ, σ) every 50 steps
 
 
-def fgan_fit(div: D.FDivergence, target: GaussianMixture1D = TARGET, *, steps: int = 800,
-             seed: int = 0, batch: int = 256, hidden: int = 32, lr_critic: float = 5e-3,
-             lr_generator: float = 1e-2) -> FganFit:
+class GaussianGenerator(nn.Module):
+    """G(z) = μ + e^s·z: noise z ~ N(0, 1) of shape (B, 1) to samples of N(μ, σ²), σ = e^s;
+    starts at N(0, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(()))
+        self.log_sigma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.mu + self.log_sigma.exp() * z
+
+    def mean_and_sd(self) -> tuple[float, float]:
+        return float(self.mu.detach()), float(self.log_sigma.detach().exp())
+
+
+def fgan_fit(div: divergences.FDivergence, target: GaussianMixture1D = TARGET, *,
+             steps: int = 800, seed: int = 0, batch: int = 256, hidden: int = 32,
+             lr_critic: float = 5e-3, lr_generator: float = 1e-2) -> FganFit:
     """f-GAN saddle training of N(μ, σ²) against `target`; returns the mean of the generator's
     (μ, σ) over the last quarter of the steps (the iterates circle the saddle point)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        critic = D.mlp_critic(1, hidden)
-    mu = torch.zeros((), requires_grad=True)
-    log_sigma = torch.zeros((), requires_grad=True)
+        critic = divergences.mlp_critic(1, hidden)
+    generator = GaussianGenerator()
+    loss = losses.fgan_loss(div, saddle=True)
     opt_c = torch.optim.Adam(critic.parameters(), lr=lr_critic, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam([mu, log_sigma], lr=lr_generator, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator, betas=(0.5, 0.999))
     tail, trace = [], []
     for step in range(steps):
         real = target.sample(batch, gen)[:, None]
-        fake = mu + log_sigma.exp() * torch.randn(batch, 1, generator=gen)
-        critic_loss = -D.variational_bound(div, critic(real), critic(fake.detach()))
-        opt_c.zero_grad()
-        critic_loss.backward()
-        opt_c.step()
-        generator_loss = D.variational_bound(div, critic(real), critic(fake))
-        opt_g.zero_grad()
-        generator_loss.backward()
-        opt_g.step()
-        now = (float(mu.detach()), float(log_sigma.detach().exp()))
+        z = torch.randn(batch, 1, generator=gen)
+        alternating_step(generator, critic, loss, opt_c, opt_g, real, z, z)
+        now = generator.mean_and_sd()
         if step % 50 == 0:
             trace.append(now)
         if step >= steps - steps // 4:
@@ -162,7 +175,7 @@ COLUMNS = ["divergence", "f-GAN mu", "f-GAN sigma", "exact mu*", "exact sigma*",
 def compare(name: str, *, steps: int = 800, seed: int = 0,
             target: GaussianMixture1D = TARGET) -> FitRow:
     """One row of the experiment: the f-GAN fit, the exact minimiser and D_f at both."""
-    div = D.get(name)
+    div = divergences.get(name)
     fit = fgan_fit(div, target, steps=steps, seed=seed)
     mu_star, sigma_star = exact_fit(div, target)
     return FitRow(name, fit.mu, fit.sigma, mu_star, sigma_star,
@@ -173,8 +186,8 @@ def compare(name: str, *, steps: int = 800, seed: int = 0,
 def cross_table(rows: list[FitRow], target: GaussianMixture1D = TARGET) -> list[list[float]]:
     """D_j(P‖Q_i): row j measures with divergence j the f-GAN fit Q_i trained with divergence i
     (Nowozin et al. 2016, Table 4). Each fit should be the best under its own divergence."""
-    return [[divergence_to_gaussian(D.get(j.divergence), target, i.mu, i.sigma) for i in rows]
-            for j in rows]
+    return [[divergence_to_gaussian(divergences.get(j.divergence), target, i.mu, i.sigma)
+             for i in rows] for j in rows]
 
 
 TIE = 1e-4  # relative: a diagonal entry this close to its row's minimum counts as the minimum

@@ -198,12 +198,11 @@ LOSSES.add("rahinge", GanLoss("rahinge", _rahinge_d, _rahinge_g, g_uses_real=Tru
 FGAN_PREFIX = "fgan-"
 
 
-def _fgan_loss(name: str, saddle: bool) -> GanLoss:
-    """f-GAN on pre-activations V: the critic maximises E_P[g_f(V)] − E_Q[f*(g_f(V))]."""
-    try:
-        div = divergences.get(name.removeprefix(FGAN_PREFIX))
-    except UnknownNameError:
-        raise UnknownNameError("loss", name, _choices()) from None
+def fgan_loss(div: divergences.FDivergence, *, saddle: bool = False) -> GanLoss:
+    """The f-GAN loss 'fgan-<div.name>' of any `FDivergence` (a catalog entry,
+    `divergences.alpha_divergence(a)` or your own `divergences.from_generator(f)`), on
+    pre-activations V: the critic maximises E_P[g_f(V)] − E_Q[f*(g_f(V))]; `saddle` as in
+    `get_loss`."""
 
     def d_loss(r: Tensor, f: Tensor) -> Tensor:
         """L_D = −(E_r g_f(r) − E_f f*(g_f(f)))   (minus the variational bound on D_f(P‖Q))"""
@@ -217,7 +216,16 @@ def _fgan_loss(name: str, saddle: bool) -> GanLoss:
         """L_G = −E_f g_f(f)   (Nowozin et al.'s heuristic, a deviation from the post)"""
         return -div.activation(f).mean()
 
-    return GanLoss(name, d_loss, g_saddle if saddle else g_heuristic, g_uses_real=saddle)
+    return GanLoss(FGAN_PREFIX + div.name, d_loss, g_saddle if saddle else g_heuristic,
+                   g_uses_real=saddle)
+
+
+def _fgan_loss_named(name: str, saddle: bool) -> GanLoss:
+    try:
+        div = divergences.get(name.removeprefix(FGAN_PREFIX))
+    except UnknownNameError:
+        raise UnknownNameError("loss", name, _choices()) from None
+    return fgan_loss(div, saddle=saddle)
 
 
 def names() -> list[str]:
@@ -244,7 +252,7 @@ def get_loss(name: str, *, gp_weight: float | None = None, saddle: bool = False,
         raise BadInputError(f"unknown option(s) {sorted(unknown)} for loss {name!r}; the options "
                             "are gp_weight (any loss) and saddle (fgan-* losses)")
     if name.startswith(FGAN_PREFIX):
-        loss = _fgan_loss(name, saddle)
+        loss = _fgan_loss_named(name, saddle)
     elif name in LOSSES:
         if saddle:
             raise BadInputError(f"saddle=True applies to fgan-* losses only, not to {name!r}")
@@ -275,19 +283,18 @@ def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor,
     return ((torch.linalg.vector_norm(grad.flatten(1), dim=1) - 1) ** 2).mean()
 
 
-def r1_penalty(D: nn.Module, real: Tensor) -> Tensor:
+def r1_penalty(D: nn.Module, real: Tensor, pack: int = 1) -> Tensor:
     """R1 penalty ½·E‖∇ₓD(x)‖² on real data (Mescheder, Geiger & Nowozin, ICML 2018, "Which
     training methods for GANs do actually converge?"), the mean over the critic's logits.
 
     The steps of `genshop.steps` add γ times it to the critic loss (their `r1=` weight), which is
-    the paper's (γ/2)·E‖∇ₓD(x)‖². A critic with one logit per sample averages over the N samples.
-    A critic that declares the attribute `pack = m` (PacGAN, `families.gan.PackedCritic`) judges
-    m samples concatenated and returns its N/m logits each repeated m times: the mean is then over
-    the N/m packs, of the norm of a pack logit's gradient with respect to its m samples.
-    Computed as ∇ₓ of the mean output, g = (m/N)·∇ₓD per pack, so ‖g‖²·N/m is that mean. The
-    graph is kept (create_graph), so the result carries gradients to D's parameters.
+    the paper's (γ/2)·E‖∇ₓD(x)‖². A critic with one logit per sample (`pack` = 1) averages over
+    the N samples. A critic that judges `pack` = m samples concatenated and returns its N/m
+    logits each repeated m times (PacGAN, `nets.PackedCritic`) is averaged over the N/m packs, of
+    the norm of a pack logit's gradient with respect to its m samples. Computed as ∇ₓ of the
+    mean output, g = (m/N)·∇ₓD per pack, so ‖g‖²·N/m is that mean. The graph is kept
+    (create_graph), so the result carries gradients to D's parameters.
     """
-    pack = getattr(D, "pack", 1)
     x = real.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x).mean(), x, create_graph=True)
     return 0.5 * grad.pow(2).sum() * (x.shape[0] / pack)

@@ -16,6 +16,9 @@ hold no training logic (the engine and `genshop.steps` do).
   G = k·2w·HW/16 + 2w²·HW + 4w·C·HW, D = 4w·C·HW + 2w²·HW + 2w·HW/16 (each stride-2 4×4
   convolution, plain or transposed, joins 4 input positions per output position); at w = 64
   and 28×28 that is ≈ 27 MFLOP for G and D together (`benchmarks/image_speed.py` counts them).
+* `PackedCritic` (PacGAN, Lin, Khetan, Fanti & Oh, NeurIPS 2018): D(x₁, …, x_m), one logit for m
+  consecutive samples concatenated (points along their coordinates, images along their channels),
+  repeated for each of the m samples; its `pack` property is m.
 
 Every generator has `latent_dim` and `sample_latent(n, generator)` (z ~ N(0, I)); every critic
 returns a flat (N,) tensor of logits.
@@ -29,12 +32,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from genshop.errors import BadInputError, UnknownNameError
+
 ACTIVATIONS = {"relu": lambda: nn.ReLU(), "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
 def _activation(name: str) -> nn.Module:
-    from genshop.errors import UnknownNameError
-
     if name not in ACTIVATIONS:
         raise UnknownNameError("activation", name, ACTIVATIONS)
     return ACTIVATIONS[name]()
@@ -90,8 +93,6 @@ def mlp_pair(latent_dim: int = 2, width: int = 128, depth: int = 3, data_dim: in
 def dcgan_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """`shape` as (C, H, W) if the DCGAN pair can take it (3-D, H and W multiples of 4), else a
     BadInputError that says what fits."""
-    from genshop.errors import BadInputError
-
     if len(shape) != 3 or min(shape) < 1 or shape[1] % 4 or shape[2] % 4:
         raise BadInputError(f"the DCGAN pair takes C×H×W images with H and W multiples of 4 "
                             f"(e.g. 1×28×28, 3×28×28, 3×32×32), not {tuple(shape)}")
@@ -131,3 +132,37 @@ def dcgan_pair(latent_dim: int = 64, width: int = 64, spectral_norm: bool = Fals
     shape = dcgan_shape(shape)
     return (_dcgan_generator(latent_dim, width, shape),
             _dcgan_critic(width, spectral_norm, batch_norm, shape))
+
+
+class PackedCritic(nn.Module):
+    """PacGAN packing: D(x₁, …, x_m) on m consecutive samples concatenated, one logit a pack.
+
+    `inner` maps (N/m, m·d) → (N/m,) logits for points, (N/m, m·C, H, W) → (N/m,) for images
+    (sample k of a pack is channels k·C … k·C + C − 1); the batch size N must be a multiple of
+    m. Each pack's logit is repeated for its m samples, so the output is (N,) as for any critic
+    and the losses (batch means) run unchanged: a mean over the N repeated logits is the mean
+    over the N/m packs. Real and fake batches of equal size N (also when concatenated, as
+    `genshop.steps.critic_outputs` does) never share a pack. Under WGAN-GP the gradient norm stays
+    per point (`losses.gradient_penalty` takes each sample's norm).
+
+    An output row depends on the m rows of its pack, not on its own row alone: `genshop.steps`
+    reads `pack` to take the R1 penalty over packs (`losses.r1_penalty`), and
+    `genshop.shared_critic` recomputes every row's gradient for G rather than rescale it.
+    """
+
+    def __init__(self, inner: nn.Module, pack: int):
+        super().__init__()
+        self.inner, self._pack = inner, pack
+
+    @property
+    def pack(self) -> int:
+        """m, the samples each logit judges; fixed, as `inner` takes m samples' features."""
+        return self._pack
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] % self.pack:
+            raise BadInputError(f"a packed critic (pack = {self.pack}) needs batches that are a "
+                                f"multiple of {self.pack}, got {x.shape[0]}; change "
+                                "--batch-size or --pack")
+        logits = self.inner(x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:]))
+        return logits.repeat_interleave(self.pack)

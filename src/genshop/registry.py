@@ -23,6 +23,10 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def remove(self, name: str) -> T:
+        """Take `name` out again (a test's temporary entry)."""
+        return self._items.pop(name)
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of `add`."""
         return lambda item: self.add(name, item)

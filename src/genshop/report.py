@@ -9,22 +9,22 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from genshop.atomic import write_text_atomic
 from genshop.claims import CLAIMS, Verdict
 from genshop.config import read_config_json
+from genshop.metrics.runs import protocol_note
 from genshop.plots import plt, save_figure
-from genshop.runs import SAMPLES, read_metrics
+from genshop.runs import EVAL, PAGE, SAMPLES, read_metrics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from genshop.tour import SectionOutcome
 
 @dataclass
 class Table:
@@ -34,6 +34,43 @@ class Table:
     columns: list[str]
     rows: list[list[Any]]
     note: str = ""
+
+
+class ShownSection(Protocol):
+    """What the report shows of a tour section (`genshop.tour.Section` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+
+
+class ShownResult(Protocol):
+    """What the report shows of a section's result (`genshop.tour.SectionResult` is one)."""
+
+    @property
+    def summary(self) -> str: ...
+    @property
+    def tables(self) -> Sequence[Table]: ...
+    @property
+    def figures(self) -> Sequence[Path]: ...
+    @property
+    def claims(self) -> Mapping[str, Verdict]: ...
+
+
+class ShownOutcome(Protocol):
+    """What the report reads of a section's run (`genshop.tour.SectionOutcome` is one)."""
+
+    @property
+    def section(self) -> ShownSection: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def result(self) -> ShownResult | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def ok(self) -> bool: ...
 
 
 STYLE = """
@@ -86,7 +123,7 @@ def table_markdown(table: Table) -> str:
     return f"### {table.title}\n\n" + "\n".join(rows) + note + "\n"
 
 
-def claims_html(outcomes: Sequence[SectionOutcome]) -> str:
+def claims_html(outcomes: Sequence[ShownOutcome]) -> str:
     verdicts: dict[str, Verdict] = {}
     for o in outcomes:
         if o.result is not None:
@@ -102,7 +139,7 @@ def claims_html(outcomes: Sequence[SectionOutcome]) -> str:
             f"<th>measurement</th><th>verdict</th></tr>{''.join(rows)}</table>")
 
 
-def section_html(o: SectionOutcome, run_dir: Path) -> str:
+def section_html(o: ShownOutcome, run_dir: Path) -> str:
     parts = [f"<h2 id='{o.section.name}'>{html.escape(o.section.title)}</h2>",
              f"<p><code>--only {o.section.name}</code> · {o.seconds:.1f} s</p>"]
     if o.result is None:
@@ -116,7 +153,7 @@ def section_html(o: SectionOutcome, run_dir: Path) -> str:
     return "".join(parts)
 
 
-def write_report(run_dir: Path, outcomes: Sequence[SectionOutcome],
+def write_report(run_dir: Path, outcomes: Sequence[ShownOutcome],
                  title: str = "genshop tour") -> Path:
     """Write `run_dir/index.html`: the claims table, a timing table, then each section."""
     timing = "".join(
@@ -128,7 +165,7 @@ def write_report(run_dir: Path, outcomes: Sequence[SectionOutcome],
             f"<h2>Sections</h2><table><tr><th>section</th><th>status</th><th>seconds</th></tr>"
             f"{timing}<tr><td>total</td><td></td><td class='num'>{total:.1f}</td></tr></table>"
             f"{''.join(section_html(o, run_dir) for o in outcomes)}")
-    return write_page(run_dir / "index.html", title, body)
+    return write_page(run_dir / PAGE, title, body)
 
 
 def write_page(path: Path, title: str, body: str) -> Path:
@@ -157,18 +194,13 @@ def metric_curves(records: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
-EVAL = "eval.json"  # the scores `genshop eval` writes into an image run
-
 
 def eval_table(record: dict[str, Any]) -> Table:
-    """The scores of an eval.json record (`genshop.experiments.images.evaluate_run`), with
-    their protocol in the note."""
-    p = record["protocol"]
-    note = (f"{p['n_samples']:,} samples (seed {p['sample_seed']}) at step {p['step']} against "
-            f"{p['n_reference']:,} images of {p['reference']}; features of {p['extractor']} "
-            f"(sha256 {p['extractor_sha256'][:12]}…); {p['note']}")
-    return Table(f"Scores (genshop eval, step {p['step']})", ["score", "value"],
-                 [[k, v] for k, v in record["scores"].items()], note)
+    """The scores of an eval.json record (`genshop.metrics.evaluate_run`), with their
+    protocol in the note (`genshop.metrics.runs.protocol_note`)."""
+    return Table(f"Scores (genshop eval, step {record['protocol']['step']})", ["score", "value"],
+                 [[k, v] for k, v in record["scores"].items()],
+                 protocol_note(record["protocol"]))
 
 
 def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
@@ -191,4 +223,4 @@ def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
     body += "".join(f"<h3>Samples at {html.escape(p.stem)}</h3>"
                     f"<img src='{SAMPLES}/{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
                     for p in shots)
-    return write_page(run_dir / "index.html", f"genshop run: {run_dir.name}", body)
+    return write_page(run_dir / PAGE, f"genshop run: {run_dir.name}", body)

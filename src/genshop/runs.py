@@ -31,12 +31,15 @@ LOCK = ".lock"  # held (flock) by the process training into the folder
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
+EVAL = "eval.json"  # the scores `genshop eval` writes (`genshop.metrics.evaluate_run`)
+PAGE = "index.html"  # the run's page (`genshop report`)
 
 
 @dataclass
 class Run:
-    """A trained run: its config, family, step and the net samples come from (eval mode);
-    `interrupted` when `genshop.train` returned early on Ctrl-C (resume to finish it)."""
+    """A trained run: its config, family, step, data set and the net it delivers (the family's
+    model, its EMA copy when the run kept one; eval mode); `interrupted` when `genshop.train`
+    returned early on Ctrl-C (resume to finish it)."""
 
     run_dir: Path
     config: RunConfig
@@ -44,14 +47,36 @@ class Run:
     net: nn.Module
     step: int
     interrupted: bool = False
+    dataset: Any = None
+
+    @property
+    def has_sampler(self) -> bool:
+        """True for a run of a generative family; a supervised run (a classifier) has none."""
+        return self.family.has_sampler()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None) -> Tensor:
-        """n float32 samples on the CPU: N×d for points, N×C×H×W in [0, 1] for images."""
+        """n float32 samples on the CPU: N×d for points, N×C×H×W in [0, 1] for images; a
+        BadInputError for a run without a sampler."""
+        if not self.has_sampler:
+            raise BadInputError(f"{self.run_dir} is a {self.family.name} run, which has no "
+                                "sampler (a supervised model, not a generator); score it with "
+                                f"`genshop eval {self.run_dir}`")
         if n < 0:
             raise BadInputError(f"cannot draw {n} samples; ask for n >= 0")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return self.family.sample(self.net, n, generator).float().cpu()
+
+    @torch.no_grad()
+    def test_scores(self) -> dict[str, float]:
+        """The family's scores of the delivered net on the held-out split (a supervised run's
+        accuracy; {} for a family without)."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            return self.family.test_scores(self.net)
+        finally:
+            self.net.train(was_training)
 
 
 @contextlib.contextmanager
@@ -149,11 +174,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     except BadInputError as err:
         raise DataError(f"{run_dir}/config.json does not match this genshop: {err}") from None
     state = load_state(run_dir)
-    family = family_cls(config, family_cls.dataset(config), torch.device(device))
+    dataset = family_cls.dataset(config)
+    family = family_cls(config, dataset, torch.device(device))
     with fitting(run_dir):
         for name, module in family.modules().items():
             module.load_state_dict(state["models"][name])
-        net = family.sampler()
+        net = family.model()
         if state.get("ema") is not None:
             net.load_state_dict(state["ema"])
     bad = sum(int((~t.isfinite()).sum()) for t in net.state_dict().values()
@@ -161,4 +187,4 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     if bad:
         raise DataError(f"the sampler in {run_dir} holds {bad} NaN or infinite weights; the run "
                         "diverged: retrain it with lower learning rates")
-    return Run(run_dir, config, family, net.eval(), int(state["step"]))
+    return Run(run_dir, config, family, net.eval(), int(state["step"]), dataset=dataset)

@@ -18,24 +18,23 @@ backward:
   forward on the fakes, one G forward and one backward, with the plain step's gradients to
   rounding.
 
-A critic whose output row may depend on several input rows declares the class attribute
-`row_independent = False` (as `families.gan.PackedCritic` does); "auto" does not share its
-forward on G(z), and `critic_calls="shared"` recomputes every row's gradient for G.
+A critic whose output rows depend on several input rows is (or holds) a `nets.PackedCritic`:
+"auto" does not share its forward on G(z), and `critic_calls="shared"` recomputes every row's
+gradient for G. The steps look at the critic's modules on every step (`critic_traits`), so they
+follow its training flags and the layers, buffers and parametrizations added to it; nothing is
+kept between steps and nothing is registered with torch.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import weakref
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.module import (
-    register_module_buffer_registration_hook,
-    register_module_module_registration_hook,
-)
+
+from genshop.nets import PackedCritic
 
 # layers that couple the samples of a batch through its statistics ...
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
@@ -78,12 +77,12 @@ def is_per_sample(D: nn.Module) -> bool:
     Custom layers that mix samples or draw random numbers without holding buffers are not
     detected: put such a critic in a module with a dropout layer, or keep it in eval mode.
     """
-    return critic_traits(D).per_sample
+    return not any(map(is_stateful, D.modules()))
 
 
 class CriticTraits(NamedTuple):
-    per_sample: bool  # no stateful module (`is_stateful`)
-    rows_independent: bool  # no module's class declares `row_independent = False`
+    per_sample: bool  # no stateful module (`is_per_sample`)
+    rows_independent: bool  # no module is a `nets.PackedCritic`
     convolutional: bool  # has a convolution layer: compute-bound, see `shared_outputs`
 
     @property
@@ -93,60 +92,13 @@ class CriticTraits(NamedTuple):
 
 
 def critic_traits(D: nn.Module) -> CriticTraits:
-    """What the steps need to know of D; they ask on every step.
-
-    Per-sample: no module `is_stateful`; rows are independent unless a module's class says
-    `row_independent = False`. The walk over D's modules is kept per critic (`_Structure`) until
-    a module anywhere registers a submodule or a buffer, so a step reads only the live state of
-    the modules that can be stateful (their training flags, BatchNorm's running statistics).
-    """
-    structure = _STRUCTURES.get(D)
-    if structure is None or structure.registrations != _registrations:
-        structure = _STRUCTURES[D] = _Structure.of(D)
-    per_sample = not ((structure.root_may_be_stateful and is_stateful(D))
-                      or any(map(is_stateful, structure.may_be_stateful)))
-    return CriticTraits(per_sample, structure.rows_independent, structure.convolutional)
-
-
-def applies(D: nn.Module) -> bool:
-    """True when `critic_calls="auto"` shares D's forward on G(z)."""
-    return critic_traits(D).shareable
-
-
-class _Structure(NamedTuple):
-    """What a walk over D's modules finds that only a new submodule or buffer can change."""
-
-    registrations: int  # the count of `_registrations` at the walk
-    root_may_be_stateful: bool  # D itself (kept apart: the cache holds D weakly)
-    may_be_stateful: tuple[nn.Module, ...]  # the submodules `steps.is_stateful` may flag
-    rows_independent: bool
-    convolutional: bool
-
-    @staticmethod
-    def of(D: nn.Module) -> _Structure:
-        watch, rows_independent, convolutional = [], True, False
-        for m in D.modules():
-            if (isinstance(m, (*BATCH_NORMS, *RANDOM_LAYERS, nn.MultiheadAttention))
-                    or next(m.buffers(recurse=False), None) is not None):
-                watch.append(m)
-            rows_independent &= getattr(type(m), "row_independent", True)
-            convolutional |= isinstance(m, CONVOLUTIONS)
-        root = bool(watch) and watch[0] is D
-        return _Structure(_registrations, root, tuple(watch[root:]), rows_independent,
-                          convolutional)
-
-
-_STRUCTURES: weakref.WeakKeyDictionary[nn.Module, _Structure] = weakref.WeakKeyDictionary()
-_registrations = 0  # submodules and buffers registered so far by any module in this process
-
-
-def _count_registration(*_) -> None:
-    global _registrations
-    _registrations += 1
-
-
-register_module_module_registration_hook(_count_registration)
-register_module_buffer_registration_hook(_count_registration)
+    """What the steps need to know of D, from its modules as they are now: `is_per_sample`;
+    rows independent unless a module is a `nets.PackedCritic`; convolutional if a module is a
+    convolution."""
+    modules = tuple(D.modules())
+    return CriticTraits(not any(map(is_stateful, modules)),
+                        not any(isinstance(m, PackedCritic) for m in modules),
+                        any(isinstance(m, CONVOLUTIONS) for m in modules))
 
 
 class GradientLink:

@@ -25,7 +25,7 @@ critic. The single-loss step, in the order it runs (`fused_terms`):
    whose rule lives in `genshop.shared_critic`);
 3. L_D = d_loss(D(x_r), D(x_ng)), plus λ_gp·GP(D; x_r, x_ng) if the loss has a gradient
    penalty (`losses.gradient_penalty`), plus r1·R1(D; x_r) when the step is given `r1`
-   (`losses.r1_penalty`);
+   (`losses.r1_penalty`, over packs of m samples for a `nets.PackedCritic` of `pack` m);
 4. L_G = g_loss(stop_gradient(D(x_r)), D_ng(x));
 5. one backward of L_D + L_G − stop_gradient(L_G) (`fused_loss`), or the same backward started
    from the two roots L_D and L_G at once (`fused_step`), then one optimiser step.
@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from genshop import shared_critic
 from genshop.errors import BadInputError
 from genshop.losses import GanLoss, gradient_penalty, r1_penalty
+from genshop.nets import PackedCritic
 from genshop.shared_critic import is_per_sample
 
 
@@ -101,14 +102,15 @@ def critic_loss(D: nn.Module, loss: GanLoss, real: Tensor, fake_ng: Tensor, d_re
                 d_fake: Tensor, *, r1: float = 0.0) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(L_D + λ_gp·GP + r1·R1, GP, R1): the critic loss with the loss's gradient penalty
     (`losses.gradient_penalty`, when `loss.gp_weight` > 0) and the R1 penalty
-    (`losses.r1_penalty` on `real`, when `r1` > 0); GP and R1 are None when not computed."""
+    (`losses.r1_penalty` on `real`, when `r1` > 0, over the packs of a `nets.PackedCritic`);
+    GP and R1 are None when not computed."""
     d_loss = loss.d_loss(d_real, d_fake)
     gp = r1_value = None
     if loss.gp_weight:
         gp = gradient_penalty(D, real, fake_ng)
         d_loss = d_loss + loss.gp_weight * gp
     if r1:
-        r1_value = r1_penalty(D, real)
+        r1_value = r1_penalty(D, real, pack=D.pack if isinstance(D, PackedCritic) else 1)
         d_loss = d_loss + r1 * r1_value
     return d_loss, gp, r1_value
 
@@ -165,11 +167,6 @@ def fused_terms(G: nn.Module, D: nn.Module, loss: GanLoss, real: Tensor, z: Tens
     shared = traits if critic_calls == "shared" or traits.shareable else None
     return _terms(G, D, loss, real, z, frozen_critic=True, shared=shared,
                   per_sample=traits.per_sample, r1=r1)
-
-
-def critic_calls_for(D: nn.Module) -> str:
-    """What `critic_calls="auto"` picks for D: "shared" or "separate"."""
-    return "shared" if shared_critic.critic_traits(D).shareable else "separate"
 
 
 def zero_valued(x: Tensor) -> Tensor:

@@ -10,6 +10,19 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class StepRunner:
+    """One training step on its own nets and optimiser, callable without arguments."""
+
+    step: Callable[[], dict[str, float]]
+    nets: tuple[Any, ...]
+
+    def __call__(self) -> dict[str, float]:
+        return self.step()
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int,

@@ -3,21 +3,21 @@ ring or grid (`modes`), on MNIST at a fixed compute budget (`images`) or on Stac
 1,000 modes (`stacked`).
 
 A thin command over `genshop.experiments.modes`, `.images` and `.stacked` (the protocols, rows,
-scoring, published tables, worker processes and resume live there): options in,
-`run_benchmark`, the table printed.
+scoring, published tables, worker processes and resume live there, on the skeleton of
+`genshop.experiments`): options in, the rows `gan_grid(losses, updates)`, `run_benchmark`, the
+table printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from genshop.errors import BadInputError, UnknownNameError
-from genshop.experiments import images, stacked, text_table
-from genshop.experiments.modes import UPDATES, describe, run_benchmark
+from genshop.experiments import Result, Setting, gan_grid, images, modes, stacked, text_table
 from genshop.losses import names as loss_names
 
 NAME = "bench"
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated loss names, or 'all' (genshop.losses.names()); "
                         f"default: all for modes, {','.join(images.LOSSES)} for images, "
                         f"{','.join(stacked.LOSSES)} for stacked")
-    p.add_argument("--updates", default=",".join(UPDATES),
+    p.add_argument("--updates", default=",".join(modes.UPDATES),
                    help="comma-separated update rules: alternating, fused")
     p.add_argument("--steps", type=int, default=None,
                    help="modes: training steps; images, stacked: the compute budget, in steps "
@@ -89,12 +89,13 @@ def run(args: argparse.Namespace) -> int:
     default_losses = "all" if args.benchmark == "modes" else ",".join(
         IMAGE_BENCHES[args.benchmark].losses)
     losses = parse_names(args.losses or default_losses, loss_names(), "loss")
-    updates = parse_names(args.updates, UPDATES, "update rule")
+    updates = parse_names(args.updates, modes.UPDATES, "update rule")
     overrides = parse_overrides(args.set)
     if args.steps is not None and args.steps < 1:
         raise BadInputError(f"--steps must be >= 1, got {args.steps}")
     if args.benchmark != "modes":
-        return _run_images(args, IMAGE_BENCHES[args.benchmark], losses, updates, overrides)
+        return _run_images(args, IMAGE_BENCHES[args.benchmark], gan_grid(losses, updates),
+                           overrides)
     if args.samples is not None:
         raise BadInputError("--samples is for bench images and bench stacked; bench modes "
                             "scores 2,500 samples, as the protocol does")
@@ -102,27 +103,27 @@ def run(args: argparse.Namespace) -> int:
         overrides["steps"] = args.steps
     best = 2 if args.best is None else args.best
     best_seeds = 10 if args.best_seeds is None else args.best_seeds
-    bench = run_benchmark(args.data or "ring8", losses, updates, parent=args.out,
-                          resume=args.resume, seeds=args.seeds, best=best,
-                          best_seeds=best_seeds, overrides=overrides, jobs=args.jobs,
-                          progress=_print_now)
+    bench = modes.run_benchmark(args.data or "ring8", gan_grid(losses, updates),
+                                parent=args.out, resume=args.resume, seeds=args.seeds,
+                                best=best, best_seeds=best_seeds, overrides=overrides,
+                                jobs=args.jobs, progress=_print_now(modes.describe))
     for line in text_table(bench.tables[0]):
         print(line)
     print(f"report: {bench.page.resolve()}")
     return 0
 
 
-def _run_images(args: argparse.Namespace, bench: images.Bench, losses: list[str],
-                updates: list[str], overrides: dict[str, Any]) -> int:
+def _run_images(args: argparse.Namespace, bench: images.Bench, settings: list[Setting],
+                overrides: dict[str, Any]) -> int:
     for name, value in (("--data", args.data), ("--best", args.best),
                         ("--best-seeds", args.best_seeds)):
         if value is not None:
             raise BadInputError(f"{name} is for bench modes only; bench {bench.name} trains "
                                 f"on {bench.data}, every row with --seeds seeds")
-    result = images.run_benchmark(bench, losses, updates, parent=args.out, resume=args.resume,
+    result = images.run_benchmark(bench, settings, parent=args.out, resume=args.resume,
                                   seeds=args.seeds, steps=args.steps, samples=args.samples,
                                   overrides=overrides, jobs=args.jobs,
-                                  progress=_print_image_run)
+                                  progress=_print_now(images.describe))
     for table in result.tables[:2]:
         print(table.title)
         for line in text_table(table):
@@ -131,9 +132,6 @@ def _run_images(args: argparse.Namespace, bench: images.Bench, losses: list[str]
     return 0
 
 
-def _print_now(run) -> None:
-    print(describe(run), flush=True)  # progress shows in a log file as each run finishes
-
-
-def _print_image_run(run: images.ImageRun) -> None:
-    print(images.describe(run), flush=True)
+def _print_now(describe: Callable[[Result], str]) -> Callable[[Result], None]:
+    """Print each run's line as it finishes (so progress shows in a log file)."""
+    return lambda run: print(describe(run), flush=True)

@@ -1,12 +1,14 @@
-"""`genshop eval RUN_DIR [-n 10000]`: score an image run's samples against the test digits.
+"""`genshop eval RUN_DIR [-n 10000]`: score a run — an image run's samples against the test
+digits, a supervised run on its data set's held-out split.
 
 Serves every image model of the *Scientific Spaces* posts (the GANs of kexue.fm archives 6016,
 6110 and 6387; later GLO/IMLE/GLANN of 6394 and the VAE of 6181): samples come from
 `genshop.load_run(RUN_DIR).sample(n, seed)`, scores from `genshop.metrics.score_images` (FID,
 KID, precision / recall, density / coverage, digit classes; for Stacked MNIST modes of 1,000,
-KL and Vendi) on the reference classifier's features. A thin command over
-`genshop.experiments.images.evaluate_run`: the table is printed, `eval.json` (scores and
-protocol) is written into the run directory and the run's page shows it.
+KL and Vendi) on the reference classifier's features; a supervised run (the reference
+classifier) reports its test scores. A thin command over `genshop.metrics.evaluate_run`: the
+table is printed, `eval.json` (scores and protocol) is written into the run directory and the
+run's page shows it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from pathlib import Path
 
 from genshop.errors import BadInputError
 from genshop.experiments import text_table
-from genshop.experiments.images import EVAL_FILE, EVAL_SAMPLES, EVAL_SEED, evaluate_run
 from genshop.metrics.images import MIN_SAMPLES
+from genshop.metrics.runs import EVAL_SAMPLES, EVAL_SEED, evaluate_run
 from genshop.report import Table, eval_table, write_run_page
+from genshop.runs import EVAL
 
 NAME = "eval"
-HELP = ("score an image run's samples (FID, KID, precision/recall, coverage; Stacked MNIST "
-        "modes and KL) against the test digits; writes eval.json into the run")
+HELP = ("score a run: an image run's samples (FID, KID, precision/recall, coverage; Stacked "
+        "MNIST modes and KL) against the test digits, a supervised run's test accuracy; "
+        "writes eval.json into the run")
 MAX_SAMPLES = 100_000
 
 
@@ -47,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(table.note)
     page = write_run_page(args.run_dir)
-    print(f"scores: {(args.run_dir / EVAL_FILE).resolve()}\nreport: {page.resolve()}")
+    print(f"scores: {(args.run_dir / EVAL).resolve()}\nreport: {page.resolve()}")
     return 0

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from genshop.data import get_dataset
 from genshop.errors import BadInputError
 from genshop.plots import samples_figure, save_figure
 from genshop.runs import load_run
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".png":
         title = f"{args.n} samples of {args.run_dir.name}, step {run.step}"
-        centers = getattr(get_dataset(run.config.data), "centers", None)  # of a known mixture
+        centers = getattr(run.dataset, "centers", None)  # of a known mixture
         save_figure(samples_figure(x, title, centers=centers), args.out)
         print(f"drew {tuple(x.shape)} samples into {args.out}")
     else:

@@ -22,11 +22,10 @@ from genshop.config import (
     to_json,
     user_options,
 )
-from genshop.data import PAIRS, is_user_path
+from genshop.data import is_user_path
 from genshop.engine import check, train
 from genshop.errors import BadInputError
 from genshop.families import family_names, get_family
-from genshop.metrics import classifier
 from genshop.report import write_run_page
 from genshop.runs import CONFIG
 
@@ -34,8 +33,6 @@ NAME = "train"
 HELP = "train a model (one sub-command per family, e.g. `genshop train gan`)"
 
 # Options that may change when resuming; any other option must match the saved run.
-CLASSIFIER_HELP = ("the reference digit classifier of the image metrics (a small CNN on the "
-                   "8,000-digit train split; its features give FID, KID, precision, recall)")
 RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "device", "threads", "out"}
 
 
@@ -45,41 +42,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in family_names():
         cls = get_family(name)
         fp = sub.add_parser(name, help=cls.description, description=cls.description)
-        add_config_arguments(fp, cls.config_class, cls.recipes)
+        add_config_arguments(fp, cls.config_class, cls.recipe_labels())
         fp.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint")
         fp.add_argument("--dry-run", action="store_true",
                         help="print the resolved config as JSON and exit")
         fp.add_argument("--quiet", action="store_true", help="no progress bar")
-    cp = sub.add_parser("classifier", help=CLASSIFIER_HELP, description=CLASSIFIER_HELP)
-    cp.add_argument("--out", type=Path, default=classifier.ASSET_DIR,
-                    help="folder for the weights and recipe.json (default: the shipped ones)")
-    cp.add_argument("--seed", type=int, default=classifier.SEED, help="seed (default: %(default)s)")
-    cp.add_argument("--epochs", type=int, default=classifier.EPOCHS,
-                    help="epochs over the 8,000 train digits (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.family == "classifier":
-        return _train_classifier(args)
     cls = get_family(args.family)
-    user = _absolute_data_path(user_options(args, cls.config_class))
+    user = _absolute_paths(user_options(args, cls.config_class))
     config = _resumed(cls, user) if args.resume else resolve_config(cls.config_class, user,
-                                                                    cls.recipes)
+                                                                    cls.recipe(user))
+    dataset = cls.dataset(config)  # built once for the checks, the notes and the run
     if args.dry_run:
-        cls.check(config, cls.dataset(config))
-    elif check(config, resume=args.resume) == config.steps:  # every check before any work
+        cls.check(config, dataset)
+    elif check(config, resume=args.resume, dataset=dataset) == config.steps:  # before any work
         print(f"the run in {config.out} is already at step {config.steps}; give a larger "
               "--steps to continue it")
         return 0
-    for note in notes(config, cls.dataset(config)):
+    for note in notes(config, dataset):
         print(f"genshop: note: {note}", file=sys.stderr)
     if args.dry_run:
         print(to_json(config, cls.name))
         return 0
     main_process = os.environ.get("RANK", "0") == "0"
     try:
-        result = train(config, resume=args.resume, progress=not args.quiet)
+        result = train(config, resume=args.resume, progress=not args.quiet, dataset=dataset)
     finally:  # the page shows what there is, also after a divergence or a crash
         if main_process and (Path(config.out) / CONFIG).is_file():
             page = write_run_page(Path(config.out))
@@ -88,20 +78,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{status}: step {result.step} in {result.run_dir.resolve()}\n"
               f"report: {page.resolve()}")
     return 130 if result.interrupted else 0
-
-
-def _train_classifier(args: argparse.Namespace) -> int:
-    """The reference digit classifier of the image metrics (`genshop.metrics.classifier`)."""
-    if args.epochs < 1 or args.seed < 0:
-        raise BadInputError(f"--epochs must be >= 1 and --seed >= 0, got {args.epochs} and "
-                            f"{args.seed}")
-    if args.out.exists() and not args.out.is_dir():
-        raise BadInputError(f"--out {args.out} is a file; name a folder for the weights")
-    recipe = classifier.build(args.out, args.seed, args.epochs, log=lambda e, loss: print(
-        f"epoch {e:2d}  loss {loss:.4f}", file=sys.stderr))
-    print(f"test accuracy {recipe['test_accuracy']:.4f} on {recipe['test_digits']} digits; "
-          f"{recipe['train_seconds']:.0f} s; weights in {args.out}")
-    return 0
 
 
 def notes(config, dataset) -> list[str]:
@@ -118,8 +94,8 @@ def notes(config, dataset) -> list[str]:
     if share > 0.01:
         out.append(f"with --ema {config.ema} the initial weights still make up {share:.0%} of "
                    f"the averaged sampler after {config.steps} steps; use more steps or --ema 0")
-    if is_user_path(config.data) and dataset.kind != PAIRS:
-        rows = dataset.training_set().shape[0]
+    if is_user_path(config.data):
+        rows = len(dataset.training_data())
         if rows < config.batch_size:
             out.append(f"--data {config.data} has {rows} examples, fewer than --batch-size "
                        f"{config.batch_size}: each batch draws them with replacement")
@@ -146,10 +122,12 @@ def _resumed(cls, user: dict):
     return from_dict(cls.config_class, {**saved, **user})
 
 
-def _absolute_data_path(user: dict) -> dict:
-    """A points file, IDX file or image folder is saved (and compared on --resume) by its
-    absolute path, so the run loads from any directory."""
+def _absolute_paths(user: dict) -> dict:
+    """A points file, IDX file or image folder, and a parent run, are saved (and compared on
+    --resume) by their absolute paths, so the run loads from any directory."""
     if is_user_path(user.get("data", "")):
-        return {**user, "data": str(Path(user["data"]).resolve())}
+        user = {**user, "data": str(Path(user["data"]).resolve())}
+    if user.get("init_from"):
+        user = {**user, "init_from": str(Path(user["init_from"]).resolve())}
     return user
 

@@ -1,6 +1,6 @@
 """Couplet corpus: antithetical couplets mined from Tang and Song regulated verse, and the common
 in.txt / out.txt couplet files (kexue.fm archives/6270, "a couplet robot from CNN + sequence
-labelling"; spec/posts.md §4 (d); issue 15 §1).
+labelling").
 
 The post trains on the 770k-pair couplet set, which no npm package carries. genshop's own corpus
 follows Yan et al. (ACL 2016): in eight-line regulated verse (律诗) the middle two couplets are

@@ -1,5 +1,5 @@
 """Constrained decoding of the couplet tagger (kexue.fm archives/6270, "a couplet robot from CNN +
-sequence labelling"; spec/posts.md §4 (b) "Decoding" and (g)).
+sequence labelling").
 
 The post decodes by an independent argmax per position i of the model's log-probabilities
 log p_i(t), with two masks: never <unk>, never the first line's own character first[i]. genshop

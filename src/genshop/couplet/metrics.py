@@ -1,5 +1,5 @@
 """Held-out metrics and baselines for the couplet robot (kexue.fm archives/6270, "a couplet robot
-from CNN + sequence labelling"; spec/posts.md §4 (g): the post reports no metric).
+from CNN + sequence labelling"; the post reports no metric).
 
 For N (first line f, reference r, answer a) triples, with C(f) the Chinese positions of f:
 

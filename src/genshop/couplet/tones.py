@@ -1,5 +1,5 @@
 """Tones of Chinese characters for the couplet robot's rules (kexue.fm archives/6270, "a couplet
-robot from CNN + sequence labelling"; spec/posts.md §4 (g): the post's model knows no 平仄).
+robot from CNN + sequence labelling"; the post's model knows no 平仄).
 
 A couplet wants opposite tone classes at matching positions, above all at the end: a first line
 (上联) ending in 仄 wants a second line (下联) ending in 平. Two tone systems:

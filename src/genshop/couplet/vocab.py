@@ -1,5 +1,5 @@
 """Character vocabulary of the couplet tagger (kexue.fm archives/6270, "a couplet robot from CNN +
-sequence labelling"; spec/posts.md §4 (b) "Vocabulary").
+sequence labelling").
 
 The post counts characters and keeps those seen at least `min_count = 2` times; every other
 character maps to one unknown id. genshop adds a padding id so that lines of different lengths

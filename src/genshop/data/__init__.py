@@ -6,12 +6,11 @@ Every data set exposes
   (one example's shape, `(2,)` for points);
 * `sample(n, generator=None) -> Tensor (n, *shape)` float32, fresh draws (from the stored set
   when a data set has no closed form);
-* `training_set(seed=0, size=...) -> Tensor (size, *shape)` float32, the protocol's training data.
-
-A data set of kind "pairs" (`PAIRS`; the couplet family's, built by the family itself) has no
-`training_set`: its `sample(n, generator)` draws a whole training batch, an int64 tensor
-(n, 2, L) of token ids (padded with 0), and the engine calls it with its own generator for every
-step, so a resumed run draws the same batches.
+* `training_set(seed=0, size=...) -> Tensor (size, *shape)` float32, the protocol's training data;
+* `training_data(seed=0, size=...) -> Examples`: the same examples with their labels where the
+  data set has them (a digit's class, a Stacked-MNIST mode, a 2-D point's mixture component, the
+  labels file beside an IDX images file), the form the engine draws batches from
+  (`genshop.data.examples`).
 
 2-D mixtures (`genshop.data.toy.GaussianMixture2D`) also have `centers` (modes, 2), `std` (per
 axis) and `num_modes`, which the mode metrics in `genshop.metrics.modes` use.
@@ -31,6 +30,7 @@ from typing import Protocol
 
 import torch
 
+from genshop.data.examples import Batch, Examples
 from genshop.data.files import is_points_file, load_points
 from genshop.data.images import MNIST, STACKED_MNIST
 from genshop.data.toy import GRID25, RING8, GaussianMixture2D
@@ -50,8 +50,9 @@ class Dataset(Protocol):
 
     def training_set(self, seed: int = 0, size: int | None = ...) -> torch.Tensor: ...
 
+    def training_data(self, seed: int = 0, size: int | None = ...) -> Examples: ...
 
-PAIRS = "pairs"  # the kind of a data set that draws its own batches (see above)
+
 DATASETS: Registry[Dataset] = Registry("data set")
 DATASETS.add(RING8.name, RING8)
 DATASETS.add(GRID25.name, GRID25)
@@ -84,5 +85,5 @@ def names() -> list[str]:
     return DATASETS.names()
 
 
-__all__ = ["DATASETS", "PAIRS", "Dataset", "GaussianMixture2D", "get_dataset",
+__all__ = ["DATASETS", "Batch", "Dataset", "Examples", "GaussianMixture2D", "get_dataset",
            "is_user_path", "names"]

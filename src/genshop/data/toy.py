@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genshop.data.examples import Examples
 from genshop.errors import BadInputError
 
 TRAINING_SET_SIZE = 100_000
@@ -41,17 +42,27 @@ class GaussianMixture2D:
     def num_modes(self) -> int:
         return int(self.centers.shape[0])
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n points (n, 2) float32: a uniformly drawn centre plus N(0, std² I) noise."""
+    def draw(self, n: int, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n points (n, 2) float32, a uniformly drawn centre plus N(0, std² I) noise, and the
+        index of each point's centre (n,) int64: its label."""
         if n < 0:
             raise BadInputError(f"cannot draw {n} samples; ask for n >= 0")
         modes = torch.randint(self.num_modes, (n,), generator=generator)
         noise = torch.randn(n, 2, generator=generator)
-        return self.centers[modes] + self.std * noise
+        return self.centers[modes] + self.std * noise, modes
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n points (n, 2) float32 (`draw` without the labels)."""
+        return self.draw(n, generator)[0]
 
     def training_set(self, seed: int = 0, size: int = TRAINING_SET_SIZE) -> torch.Tensor:
         """The protocol's fixed training points (size, 2), reproducible from `seed`."""
-        return self.sample(size, torch.Generator().manual_seed(seed))
+        return self.training_data(seed, size).x
+
+    def training_data(self, seed: int = 0, size: int = TRAINING_SET_SIZE) -> Examples:
+        """The training points and their components as labels (`genshop.data.examples`)."""
+        return Examples(*self.draw(size, torch.Generator().manual_seed(seed)))
 
 
 def ring_centers(modes: int = 8, radius: float = 1.0) -> torch.Tensor:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from genshop.data.examples import Examples
 from genshop.data.idx import is_idx_name, read_idx
 from genshop.errors import BadInputError, DataError
 
@@ -58,8 +59,13 @@ class ImageFiles:
 
     def training_set(self, seed: int = 0, size: int | None = None) -> torch.Tensor:
         """All images (or `size` of them, chosen by `seed`), float32 in [0, 1], seeded order."""
+        return self.training_data(seed, size).x
+
+    def training_data(self, seed: int = 0, size: int | None = None) -> Examples:
+        """`training_set`'s images, with the IDX file's labels when it has a labels file."""
         order = torch.randperm(len(self.pixels), generator=torch.Generator().manual_seed(seed))
-        return self.pixels[order[:size]].float().div_(255)
+        labels = None if self.labels is None else self.labels[order[:size]]
+        return Examples(self.pixels[order[:size]].float().div_(255), labels)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images drawn uniformly with replacement, float32 in [0, 1]."""

@@ -1,18 +1,20 @@
-"""The 2-D mode benchmark: every GAN loss × {alternating, fused} update on the ring or the grid.
+"""The 2-D mode benchmark: every GAN loss × {alternating, fused} update on the ring or the grid,
+and any other family's row beside them (the flow of kexue.fm 6377, later GLO/IMLE/GLANN of 6394).
 
 Compares the losses of "f-GAN: a production workshop for GANs" (kexue.fm 6016) and "RSGAN: the
 Turing test in GANs" (6110), trained with the alternating update or the single-loss fused step of
 "A GAN with a single loss via stop-gradient" (6387), by the VEEGAN/PacGAN mode-collapse protocol
 (`genshop.metrics.modes`: 2,500 samples; modes captured, % within 3 std, KL(p̂ ‖ uniform)).
 
-Each (loss, update) row is trained by `genshop.train` (the GAN family) from several seeds at the
-data set's recipe (`genshop.families.gan.RECIPES`); then the best rows get more seeds, as PacGAN
-reports 10 trials. `run_benchmark` writes the benchmark folder: `results.json`, `index.html`
-(the measured table beside PacGAN's and VEEGAN's Table 1) and scatter plots of seed 0 of every
-row. Runs go to worker processes (`genshop.experiments.run_tasks`); every run is seeded by its
-task, so the numbers do not depend on the number of workers. Each finished run leaves
-`bench-run.json` in its folder, so a benchmark resumed in its folder does not retrain what
-finished (it checks the saved configs match).
+Each row (a `genshop.experiments.Setting`: `gan(loss, update)`, or another family such as
+`Setting("flow")`) is trained by `genshop.train` from several seeds at the data set's recipe
+(`genshop.families.gan.RECIPES`); then the best rows get more seeds, as PacGAN reports 10
+trials. `run_benchmark` writes the benchmark folder: `results.json`, `index.html` (the measured
+table beside PacGAN's and VEEGAN's Table 1) and scatter plots of seed 0 of every row. Runs go to
+worker processes (`genshop.experiments.Runs`); every run is seeded by its task, so the numbers
+do not depend on the number of workers. Each finished run leaves `bench-run.json` in its folder,
+so a benchmark resumed in its folder does not retrain what finished (it checks the saved configs
+match).
 """
 
 from __future__ import annotations
@@ -28,22 +30,34 @@ import torch
 from genshop.atomic import write_json_atomic
 from genshop.data import get_dataset
 from genshop.errors import BadInputError
-from genshop.experiments import GanTask, gan_config, new_folder, run_tasks, train_once, write_page
-from genshop.families.gan import GanConfig
-from genshop.metrics.modes import (
-    SCORED_SAMPLES,
-    Aggregate,
-    ModeScores,
-    aggregate,
-    format_mean_se,
-    score_dataset,
+from genshop.experiments import (
+    DIVERGED,
+    MAX_CPU,
+    Column,
+    Result,
+    Row,
+    Runs,
+    RunTask,
+    Setting,
+    Trained,
+    check_resume,
+    check_rows,
+    family_overrides,
+    gan,
+    open_folder,
+    padded,
+    ranked_table,
+    several_families,
+    write_page,
 )
+from genshop.metrics.modes import SCORED_SAMPLES, format_mean_se, score_dataset
 from genshop.plots import plt, save_figure
 from genshop.report import Table
 from genshop.runs import load_run
 from genshop.threads import torch_threads
 
 UPDATES = ("alternating", "fused")
+SAMPLE_SEED = 10_000  # the scored samples' latent seed is SAMPLE_SEED + the run's seed
 
 
 # PacGAN Table 1 (Lin et al. 2018, 10 trials, mean ± s.e.): (modes, HQ %, reverse KL) per data.
@@ -68,100 +82,61 @@ PUBLISHED_VEEGAN: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
-@dataclass
-class ToyRun:
-    """One trained (loss, update, seed): the generator's samples and their scores."""
-
-    loss: str
-    update: str
-    seed: int
-    samples: torch.Tensor
-    scores: ModeScores
-    cpu_seconds: float
-    diverged: bool
-
-
-def score_run(config: GanConfig, cpu_seconds: float, diverged: bool) -> ToyRun:
-    """Score 2,500 samples (seed 10,000 + run seed) of the trained run `config.out`."""
-    if diverged:
+def score_points(task: RunTask, config: Any, trained: Trained) -> Result:
+    """Score 2,500 samples (seed 10,000 + run seed) of the trained run `config.out` (NaN points
+    for a run that diverged)."""
+    if trained.diverged:
         samples = torch.full((SCORED_SAMPLES, 2), math.nan)
     else:
-        samples = load_run(config.out).sample(SCORED_SAMPLES, seed=10_000 + config.seed)
+        samples = load_run(config.out).sample(SCORED_SAMPLES, seed=SAMPLE_SEED + config.seed)
     scores = score_dataset(samples, get_dataset(config.data))
-    return ToyRun(config.loss, config.update, config.seed, samples, scores, cpu_seconds,
-                  diverged)
+    return Result(task.setting, config.seed, config.steps, scores, trained.cpu_seconds,
+                  trained.diverged, samples)
 
 
-@dataclass
-class Row:
-    loss: str
-    update: str
-    runs: list[ToyRun]
-
-    def aggregate(self) -> Aggregate:
-        return aggregate([r.scores for r in self.runs])
-
-    def rank_key(self) -> tuple[float, float, float]:
-        """Higher is better: mean modes, then −mean reverse KL (NaN last), then mean HQ."""
-        agg = self.aggregate()
-        kl = agg.reverse_kl[0]
-        return (agg.modes[0], -kl if math.isfinite(kl) else -math.inf, agg.hq_percent[0])
+def rank_key(row: Row) -> tuple[float, float, float]:
+    """Higher is better: mean modes, then −mean reverse KL (NaN last), then mean HQ."""
+    kl = row.mean_se("reverse_kl")[0]
+    return (row.mean_se("modes")[0], -kl if math.isfinite(kl) else -math.inf,
+            row.mean_se("hq_percent")[0])
 
 
-@dataclass(frozen=True)
-class Task(GanTask):
-    """One training run of the benchmark, picklable for a worker process."""
-
-    def run(self) -> ToyRun:
-        """Train (once: `genshop.experiments.train_once`) and score."""
-        config = self.config()
-        trained = train_once(config)
-        return score_run(config, trained.cpu_seconds, trained.diverged)
+def runs_in(data: str, folder: Path, overrides: dict[str, Any] | None = None,
+            jobs: int = 1) -> Runs:
+    """How this benchmark trains and scores rows on `data`: run k of a row goes to
+    folder/<row name>-s<k> (`runs/nsgan-fused-s0`)."""
+    return Runs(data, folder, score_points, dict(overrides or {}), jobs)
 
 
-def run_rows(data: str, losses: Sequence[str], updates: Sequence[str], seeds: Sequence[int],
-             out: Path, overrides: dict[str, Any] | None = None,
-             progress: Callable[[ToyRun], None] = lambda _: None, jobs: int = 1) -> list[Row]:
-    """Train and score every (loss, update) for every seed; run k goes to
-    out/<loss>-<update>-s<k>."""
-    rows = [Row(loss, update, []) for loss in losses for update in updates]
-    add_seeds(data, rows, seeds, out, overrides, progress, jobs)
+def run_rows(data: str, settings: Sequence[Setting], seeds: Sequence[int], out: Path,
+             overrides: dict[str, Any] | None = None,
+             progress: Callable[[Result], None] = lambda _: None, jobs: int = 1) -> list[Row]:
+    """Train and score every row for every seed; run k goes to out/<row name>-s<k>."""
+    rows = [Row(setting) for setting in settings]
+    runs_in(data, out, overrides, jobs).add_seeds(rows, seeds, progress)
     return rows
 
 
-def add_seeds(data: str, rows: Sequence[Row], seeds: Sequence[int], out: Path,
-              overrides: dict[str, Any] | None = None,
-              progress: Callable[[ToyRun], None] = lambda _: None, jobs: int = 1) -> None:
-    """Append to each row its runs for `seeds` (all rows' runs share the `jobs` workers)."""
-    tasks = [Task(data, row.loss, row.update, seed, out / f"{row.loss}-{row.update}-s{seed}",
-                  overrides) for row in rows for seed in seeds]
-    runs = iter(run_tasks(tasks, jobs, progress))
-    for row in rows:
-        row.runs += [next(runs) for _ in seeds]
-
-
-def describe(run: ToyRun) -> str:
+def describe(run: Result) -> str:
     s = run.scores
-    return (f"{run.loss:16s} {run.update:11s} seed {run.seed}: modes {s.modes}/{s.num_modes} "
+    return (f"{padded(run.setting, (16, 11))} seed {run.seed}: modes {s.modes}/{s.num_modes} "
             f"HQ {s.hq_percent:5.1f}% rev-KL {s.reverse_kl:.3f} ({run.cpu_seconds:.1f} CPU-s"
             f"{', diverged' if run.diverged else ''})")
 
 
-COLUMNS = ["loss", "update", "seeds", "modes", "HQ %", "reverse KL", "all modes",
-           "max CPU-s/run", "diverged"]
+def _mean_se_column(label: str, key: str, digits: int) -> Column:
+    return Column(label, lambda row: format_mean_se(row.mean_se(key), digits))
 
 
-def table_rows(rows: Sequence[Row]) -> list[list[Any]]:
-    """The measured table's rows, best first (`Row.rank_key`)."""
-    out = []
-    for row in sorted(rows, key=Row.rank_key, reverse=True):
-        agg = row.aggregate()
-        out.append([row.loss, row.update, agg.runs, format_mean_se(agg.modes, 1),
-                    format_mean_se(agg.hq_percent, 1), format_mean_se(agg.reverse_kl, 3),
-                    f"{agg.all_modes_runs}/{agg.runs}",
-                    round(max(r.cpu_seconds for r in row.runs), 1),
-                    sum(r.diverged for r in row.runs)])
-    return out
+def all_modes(row: Row) -> str:
+    """Seeds that captured every mode, of all seeds."""
+    found = sum(r.scores.modes == r.scores.num_modes for r in row.runs)
+    return f"{found}/{len(row.runs)}"
+
+
+COLUMNS = (_mean_se_column("modes", "modes", 1), _mean_se_column("HQ %", "hq_percent", 1),
+           _mean_se_column("reverse KL", "reverse_kl", 3), Column("all modes", all_modes),
+           MAX_CPU, DIVERGED)
 
 
 def scatter_figure(data_name: str, rows: Sequence[Row], title: str):
@@ -182,7 +157,7 @@ def scatter_figure(data_name: str, rows: Sequence[Row], title: str):
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         s = row.runs[0].scores
-        ax.set_title(f"{row.loss} {row.update[:3]}\n{s.modes}/{s.num_modes}, "
+        ax.set_title(f"{row.setting.name(' ')}\n{s.modes}/{s.num_modes}, "
                      f"{s.hq_percent:.0f}% HQ", fontsize=7)
     fig.suptitle(title, fontsize=9)
     return fig
@@ -208,11 +183,18 @@ RECIPE_KEYS = ("steps", "batch_size", "latent_dim", "width", "depth", "activatio
 
 def recipe_summary(data: str, overrides: dict[str, Any] | None = None,
                    update: str = "alternating") -> dict[str, Any]:
-    """The options that shape training with `update` (the data set's recipe, its part for that
-    update rule, then the overrides); building the config checks the overrides' names and
-    types."""
-    config = gan_config(data, "nsgan", update, 0, Path("."), overrides)
+    """The options that shape GAN training with `update` (the data set's recipe, its part for
+    that update rule, then the overrides the GAN family has)."""
+    config = gan("nsgan", update).config(data, 0, Path("."),
+                                         family_overrides("gan", overrides or {}))
     return {k: getattr(config, k) for k in RECIPE_KEYS}
+
+
+def gan_recipes(data: str, settings: Sequence[Setting],
+                overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """`recipe_summary` per update rule of the GAN rows."""
+    updates = dict.fromkeys(s.options["update"] for s in settings if s.family == "gan")
+    return {update: recipe_summary(data, overrides, update) for update in updates}
 
 
 def recipe_note(recipe: dict[str, dict[str, Any]]) -> str:
@@ -229,13 +211,13 @@ def recipe_note(recipe: dict[str, dict[str, Any]]) -> str:
 
 
 def measured_table(title: str, rows: Sequence[Row], recipe: dict[str, dict[str, Any]]) -> Table:
-    return Table(title, COLUMNS, table_rows(rows),
-                 f"recipe: {recipe_note(recipe)}. Mean ± standard error over seeds; CPU-s is "
-                 "process CPU time of one training run (engine included).")
+    return ranked_table(title, rows, COLUMNS, rank_key,
+                        f"recipe: {recipe_note(recipe)}. Mean ± standard error over seeds; CPU-s "
+                        "is process CPU time of one training run (engine included).")
 
 
-def run_json(row: Row) -> list[dict[str, Any]]:
-    return [{"loss": r.loss, "update": r.update, "seed": r.seed, "modes": r.scores.modes,
+def run_json(row: Row, with_family: bool = False) -> list[dict[str, Any]]:
+    return [{**r.setting.fields(with_family), "seed": r.seed, "modes": r.scores.modes,
              "hq_percent": r.scores.hq_percent,
              "reverse_kl": r.scores.reverse_kl if math.isfinite(r.scores.reverse_kl) else None,
              "counts": r.scores.counts, "cpu_seconds": r.cpu_seconds, "diverged": r.diverged}
@@ -252,33 +234,37 @@ class Benchmark:
     page: Path
 
 
-def run_benchmark(data: str, losses: Sequence[str], updates: Sequence[str], *,
-                  parent: Path = Path("runs"), resume: Path | None = None, seeds: int = 3,
-                  best: int = 2, best_seeds: int = 10, overrides: dict[str, Any] | None = None,
-                  jobs: int = 1, progress: Callable[[ToyRun], None] = lambda _: None
+def run_benchmark(data: str, settings: Sequence[Setting], *, parent: Path = Path("runs"),
+                  resume: Path | None = None, seeds: int = 3, best: int = 2,
+                  best_seeds: int = 10, overrides: dict[str, Any] | None = None,
+                  jobs: int = 1, progress: Callable[[Result], None] = lambda _: None
                   ) -> Benchmark:
-    """Every (loss, update) row with `seeds` seeds, then the `best` best rows up to `best_seeds`
-    seeds, into a new folder `parent/bench-modes-<data>-<time>` (or the folder of an interrupted
-    benchmark, `resume`): runs/, results.json, scatter.png and index.html. Every option is
-    checked before any folder is made or run trained."""
+    """Every row (`gan_grid(losses, updates)`, and rows of other families) with `seeds` seeds,
+    then the `best` best rows up to `best_seeds` seeds, into a new folder
+    `parent/bench-modes-<data>-<time>` (or the folder of an interrupted benchmark, `resume`):
+    runs/, results.json, scatter.png and index.html. Every option is checked before any folder
+    is made or run trained."""
     if seeds < 1 or best_seeds < seeds or best < 0 or jobs < 1:
         raise BadInputError("need --seeds >= 1, --best >= 0, --best-seeds >= --seeds and "
                             "--jobs >= 1")
-    recipe = {update: recipe_summary(data, overrides, update) for update in updates}
-    if resume is not None and not (resume / "runs").is_dir():
-        raise BadInputError(f"--resume {resume}: not a `genshop bench modes` folder (it has "
-                            "no runs/ folder)")
-    folder = resume if resume is not None else new_folder(parent, f"modes-{data}")
-    runs = folder / "runs"
+    overrides = dict(overrides or {})
+    check_rows(data, settings, overrides)
+    recipe = gan_recipes(data, settings, overrides)
+    check_resume(resume, "modes")
+    folder = open_folder(parent, f"modes-{data}", resume)
+    runs = runs_in(data, folder / "runs", overrides, jobs)
+    rows = [Row(setting) for setting in settings]
     with torch_threads(1):  # scoring; each training run sets its own `threads`
-        rows = run_rows(data, losses, updates, range(seeds), runs, overrides, progress, jobs)
-        top = sorted(rows, key=Row.rank_key, reverse=True)[:best]
-        add_seeds(data, top, range(seeds, best_seeds), runs, overrides, progress, jobs)
+        runs.add_seeds(rows, range(seeds), progress)
+        top = sorted(rows, key=rank_key, reverse=True)[:best]
+        runs.add_seeds(top, range(seeds, best_seeds), progress)
     tables = [measured_table(f"Measured: {data}, {seeds} seeds per row ({best_seeds} for the "
                              f"best {len(top)})", rows, recipe), *published_tables(data)]
     figure = save_figure(scatter_figure(data, rows, f"{data}: seed 0 of every row"),
                          folder / "scatter.png")
+    with_family = several_families(rows)
     write_json_atomic(folder / "results.json", {
-        "data": data, "recipe": recipe, "runs": [r for row in rows for r in run_json(row)]})
+        "data": data, "recipe": recipe,
+        "runs": [r for row in rows for r in run_json(row, with_family)]})
     page = write_page(folder, f"genshop bench modes: {data}", tables, [figure])
     return Benchmark(folder, rows, tables, page)

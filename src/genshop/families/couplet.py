@@ -1,12 +1,13 @@
 """The couplet family: the tagger of "a couplet robot from CNN + sequence labelling" (kexue.fm
 archive 6270) trained by the one engine.
 
-Data (`PairData`, a data set of kind "pairs"): the pairs of `genshop.couplet.data.load_corpus`
+Data (`PairData`): the pairs of `genshop.couplet.data.load_corpus`
 (`--data poetry`) or of a folder in the common in.txt / out.txt format (`--data-dir DIR`; DIR
 holds in.txt and out.txt, or train/, valid/ and test/ folders of them; without valid/, 2,000
 pairs or a tenth of train, seed 0, are held out), as ids of a `Vocab` built on
-the training lines with `--min-count`. Each step draws a batch the post's way, from the
-engine's generator (so a resumed run draws the same batches): a length L with probability
+the training lines with `--min-count`. As training data (`PairExamples`) the first lines are the
+examples x and the second lines their targets y. Each step draws a batch the post's way, from
+the engine's generator (so a resumed run draws the same batches): a length L with probability
 proportional to the number of training pairs of that length, then `batch_size` pairs of length
 L with replacement; no padding is needed in training.
 
@@ -20,15 +21,15 @@ two directions (alternate rows of each batch swapped, a learned direction vector
 
 Evaluation at every logged step: the validation loss and character accuracy of the post's
 greedy answer (per position the most probable character other than PAD, UNK and the input's
-own character), the fraction of validation characters it gets right. The best accuracy so far
-is kept: the run folder gets `best.safetensors` (float32 weights of the evaluated net),
-`best.json` (its step, scores and net shape) and `vocab.json`, which
+own character), the fraction of validation characters it gets right; `genshop eval` reports the
+same two scores on the test split. The best accuracy so far is kept: the run folder gets
+`best.safetensors` (float32 weights of the evaluated net), `best.json` (its step, scores and net
+shape) and `vocab.json`, which
 `genshop.couplet.bot.load_run_bot` reads.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from genshop.couplet.model import (
     post_greedy,
 )
 from genshop.couplet.vocab import Vocab
-from genshop.data import PAIRS
+from genshop.data import Batch, Examples
 from genshop.errors import BadInputError, DataError
 from genshop.families import Family, StepInput, adam, register
 
@@ -113,15 +114,36 @@ def net_config(config: CoupletConfig, vocab_size: int) -> CoupletNetConfig:
     return CoupletNetConfig(vocab_size, **shape)
 
 
+@dataclass
+class PairExamples(Examples):
+    """Training pairs: x (N, L_max) first lines, y (N, L_max) second lines, PAD beyond each
+    row's length, grouped by length in ascending order (module docstring)."""
+
+    lengths: tuple[int, ...] = ()  # the line lengths, ascending
+    counts: tuple[int, ...] = ()  # pairs of each length
+
+    def draw(self, n: int, generator: torch.Generator) -> Tensor:
+        """A length ∝ its number of pairs, then n pairs of that length with replacement."""
+        sizes = torch.tensor(self.counts, dtype=torch.float64)
+        b = int(torch.multinomial(sizes, 1, generator=generator))
+        return sum(self.counts[:b]) + torch.randint(self.counts[b], (n,), generator=generator)
+
+    def rows(self, index: Tensor) -> Batch:
+        """The rows, cut to their longest line (a training batch has one length)."""
+        batch = super().rows(index)
+        width = int((batch.x != Vocab.PAD).sum(1).max()) if len(batch) else 0
+        return Batch(batch.x[:, :width], batch.y[:, :width], batch.index)
+
+
 @dataclass(eq=False)
 class PairData:
-    """Couplet pairs as a data set of kind "pairs" (see the module docstring)."""
+    """Couplet pairs as a data set (see the module docstring)."""
 
     name: str
     vocab: Vocab
-    buckets: dict[int, Tensor]  # length L -> (n_L, 2, L) int64 ids of the training pairs
+    train: PairExamples
     splits: dict[str, list[Pair]] = field(repr=False)
-    kind: str = PAIRS
+    kind: str = "couplets"
     shape: tuple[int, ...] = (2,)
 
     @classmethod
@@ -132,20 +154,22 @@ class PairData:
             raise DataError(f"couplet data {name} has no training pair of 1 to {MAX_CHARS} "
                             "characters a line")
         vocab = Vocab.build((line for p in train for line in p), min_count=min_count)
-        by_length: dict[int, list[list[list[int]]]] = {}
-        for a, b in train:
-            by_length.setdefault(len(a), []).append([vocab.encode(a), vocab.encode(b)])
-        buckets = {n: torch.tensor(rows, dtype=torch.long) for n, rows in
-                   sorted(by_length.items())}
-        return cls(name, vocab, buckets, {**splits, "train": train})
+        by_length = sorted(train, key=lambda p: len(p[0]))  # stable: train order in a length
+        lengths = sorted({len(a) for a, _ in train})
+        counts = tuple(sum(len(a) == n for a, _ in train) for n in lengths)
+        examples = PairExamples(pad_rows([vocab.encode(a) for a, _ in by_length]),
+                                pad_rows([vocab.encode(b) for _, b in by_length]),
+                                tuple(lengths), counts)
+        return cls(name, vocab, examples, {**splits, "train": train})
+
+    def training_data(self, seed: int = 0, size: int | None = None) -> PairExamples:
+        """The training pairs; a corpus fixes them, so `seed` does not matter."""
+        return self.train
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """A batch (n, 2, L): a length L drawn ∝ its number of pairs, then n pairs of it with
-        replacement."""
-        lengths = list(self.buckets)
-        sizes = torch.tensor([len(self.buckets[k]) for k in lengths], dtype=torch.float64)
-        bucket = self.buckets[lengths[int(torch.multinomial(sizes, 1, generator=generator))]]
-        return bucket[torch.randint(len(bucket), (n,), generator=generator)]
+        """A training batch (n, 2, L) of first and second lines, as the engine draws one."""
+        batch = self.train.batch(n, generator)
+        return torch.stack([batch.x, batch.y], dim=1)
 
     def encoded(self, split: str) -> Tensor:
         """The pairs of `split` as (N, 2, L) ids padded with PAD to the longest line."""
@@ -180,9 +204,8 @@ def _hold_out(splits: dict[str, list[Pair]]) -> dict[str, list[Pair]]:
     return {"test": [], **splits}
 
 
-@functools.lru_cache(maxsize=2)
 def pair_data(data: str, min_count: int = 2) -> PairData:
-    """The `PairData` of `--data` (cached: the engine asks for it more than once)."""
+    """The `PairData` of `--data`."""
     return PairData.from_splits(data, load_pairs(data), min_count)
 
 
@@ -213,7 +236,7 @@ class CoupletFamily(Family):
 
     @classmethod
     def check(cls, config: CoupletConfig, dataset: Any) -> None:
-        if getattr(dataset, "kind", None) != PAIRS:
+        if not isinstance(dataset, PairData):
             raise BadInputError(f"the couplet family trains on couplet pairs, not "
                                 f"{getattr(dataset, 'kind', '?')} data")
         if not dataset.splits["valid"]:
@@ -238,7 +261,7 @@ class CoupletFamily(Family):
         return {"opt": self.opt}
 
     def train_step(self, inp: StepInput) -> dict[str, float]:
-        batch, rev = _oriented(inp.real, self.config.direction)
+        batch, rev = _oriented(torch.stack([inp.x, inp.y], dim=1), self.config.direction)
         loss = pair_loss(self.net, batch, rev)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -280,24 +303,27 @@ class CoupletFamily(Family):
         self.steps = int(state.get("steps", 0))
         self.best = dict(state.get("best", self.best))
 
-    def sampler(self) -> nn.Module:
+    def model(self) -> nn.Module:
         return self.net
 
-    def sample(self, net: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n validation first lines drawn with replacement and the net's greedy answers, as
-        (n, 2, L) ids (the first direction of the net)."""
-        rows = self.valid[torch.randint(len(self.valid), (n,), generator=generator)]
-        batch, rev = _oriented(rows, self.config.direction)
-        ids = batch[:, 0]
-        rev = None if rev is None else torch.zeros_like(rev)
-        answer = post_greedy(net(ids, rev), ids).masked_fill(ids == Vocab.PAD, Vocab.PAD)
-        return torch.stack([ids, answer], dim=1)
+    def test_scores(self, net: nn.Module) -> dict[str, float]:
+        """Loss and greedy character accuracy on the test split, in the run's direction (both
+        directions for a `both` net); none for a folder without test pairs."""
+        test = self.data.encoded("test").to(self.valid.device)
+        if not len(test):
+            return {}
+        if self.config.direction != "both":
+            return _scores(net, test, self.config.direction, "test")
+        return {**_scores(net, test, "forward", "test"),
+                **{f"{k}_reverse": v for k, v in _scores(net, test, "reverse", "test").items()}}
 
 
 @torch.no_grad()
-def _scores(net: nn.Module, valid: Tensor, direction: str) -> dict[str, float]:
-    """Mean per-position validation loss and greedy character accuracy in one direction."""
-    batch = valid.flip(1) if direction == "reverse" else valid
+def _scores(net: nn.Module, pairs: Tensor, direction: str,
+            split: str = "valid") -> dict[str, float]:
+    """Mean per-position loss and greedy character accuracy on (N, 2, L) `pairs` of `split` in
+    one direction."""
+    batch = pairs.flip(1) if direction == "reverse" else pairs
     two_way = getattr(net, "direction", None) is not None
     loss_sum, right, total = 0.0, 0, 0
     for chunk in batch.split(EVAL_CHUNK):
@@ -309,4 +335,4 @@ def _scores(net: nn.Module, valid: Tensor, direction: str) -> dict[str, float]:
         loss_sum += nn.functional.cross_entropy(logits[real], target[real], reduction="sum").item()
         right += int((post_greedy(logits, ids) == target)[real].sum())
         total += int(real.sum())
-    return {"valid_loss": loss_sum / total, "valid_char_accuracy": right / total}
+    return {f"{split}_loss": loss_sum / total, f"{split}_char_accuracy": right / total}

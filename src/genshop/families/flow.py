@@ -76,7 +76,7 @@ class FlowFamily(Family):
         return {"opt": self.opt}
 
     def train_step(self, inp: StepInput) -> dict[str, float]:
-        loss = self.flow.nll(inp.real)
+        loss = self.flow.nll(inp.x)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip > 0:
@@ -90,7 +90,7 @@ class FlowFamily(Family):
         step; this one measures the density itself."""
         return {"held_out_nll": net.nll(self.held_out).item()}
 
-    def sampler(self) -> nn.Module:
+    def model(self) -> nn.Module:
         return self.flow
 
     def sample(self, net: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:

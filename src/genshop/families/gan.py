@@ -23,7 +23,7 @@ Two loss-independent options for the 2-D mode benchmark, both published remedies
 
 `d_steps` = k runs k critic updates per generator update (alternating step only), each on its
 own real batch and noise: the schedule of WGAN-GP (Gulrajani et al. 2017 use k = 5). The engine
-hands over k batches at once (`real_batches`), so resume and data-parallel runs stay exact.
+hands over k batches at once (`batches_per_step`), so resume and data-parallel runs stay exact.
 
 Images (`mnist`, `stacked-mnist`, IDX files, image folders) train the DCGAN pair of
 `genshop.nets.dcgan_pair` for their C×H×W (H, W multiples of 4), its nets in the channels-last
@@ -41,11 +41,11 @@ import torch
 from torch import Tensor, nn
 
 from genshop import steps
-from genshop.config import AT_LEAST_0, AT_LEAST_1, BY_UPDATE, FRACTION, POSITIVE, RunConfig, option
+from genshop.config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, RunConfig, option
 from genshop.errors import BadInputError
 from genshop.families import Family, StepInput, adam, register
 from genshop.losses import get_loss
-from genshop.nets import dcgan_pair, dcgan_shape, mlp_pair
+from genshop.nets import PackedCritic, dcgan_pair, dcgan_shape, mlp_pair
 
 
 @dataclass
@@ -82,33 +82,13 @@ class GanConfig(RunConfig):
                               "k·γ (lazy regularisation of StyleGAN2)", valid=AT_LEAST_1)
 
 
-# --- GAN recipes: data set -> overrides applied when the user did not set the option ----------
-# The fused step updates both nets from one point (simultaneous): with lr_g = lr_d = 1e-3, 2 of 8
-# ring runs of a sweep (hinge/nsgan/lsgan/rahinge, seeds 0-1) lost modes; a generator at half the
-# critic's rate (two time-scales) found every mode in all 8 and kept every mode in every seed for
-# 15 of 18 losses in the bench. On the grid it lowered the best losses' HQ share (sgan 93 -> 84 %),
-# so grid25 keeps equal rates (docs/results.md, "The 2-D mode benchmark").
-FUSED_RING = {"lr_g": 5e-4}
+# Recipes: data set -> overrides of the options the user did not set; how each was chosen, with
+# the sweeps behind it, is in docs/results.md ("The 2-D mode benchmark") and docs/images.md.
 RECIPES: dict[str, dict[str, Any]] = {
-    # tuned with `genshop bench modes`: ReLU MLPs 3×128, z ∈ ℝ², Adam 1e-3
-    # (β 0.5, 0.999), batch 256, lazy R1 γ = 0.1 every 4 steps, EMA 0.999 of G; 1 thread.
-    # Without R1 the grid loses 4 of 25 modes; packing (pack 2, 4) and --lr-schedule linear lowered
-    # the HQ share at this budget; EMA 0.9995 lost modes. The ring needs 7k steps, the grid 9k.
     "ring8": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
-              "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 7000,
-              BY_UPDATE: {"fused": FUSED_RING}},
+              "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 7000},
     "grid25": {"latent_dim": 2, "width": 128, "depth": 3, "batch_size": 256, "lr_g": 1e-3,
                "lr_d": 1e-3, "r1": 0.1, "r1_every": 4, "ema": 0.999, "steps": 9000},
-    # DCGAN pair, width 32, z ∈ ℝ⁶⁴, batch 64, 1 thread; one-seed sweeps of docs/images.md,
-    # scored by `genshop eval`. MNIST, 3,000 steps: hinge with spectral norm on D and Adam
-    # β (0, 0.9) FID 5.5; nsgan with spectral norm, β (0.5, 0.999) 9.0; without 10.4. Stacked
-    # MNIST: spectral norm lifted 100 modes (nsgan, KL 5.9) to 756 (hinge, KL 1.26) at 3,000
-    # steps; at 6,000, β (0, 0.9) 875 modes (KL 1.08) against 794 (1.29); width 64, packing
-    # (pack 2), R1 and rsgan did not beat them at equal CPU; modes grow with steps (927 at 12k,
-    # 992 at 18k, 1,000 with KL 0.18 at 36k = 30 CPU-min, β (0.5, 0.999)). At 36k, 3 seeds:
-    # rates 2e-4 KL 0.158 / 0.191 / 0.169, FID 9.5–9.9; 4e-4 KL 0.141 / 0.129 / 0.158, FID
-    # 8.4–8.6; this recipe's 8e-4 1,000 modes in each, KL 0.135 / 0.130 / 0.125, FID 7.2–7.4;
-    # 2 critic steps (equal CPU) KL 0.178; EMA 0.999 (one seed) KL 0.245 against 0.995's 0.141.
     "mnist": {"latent_dim": 64, "width": 32, "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4,
               "beta1": 0.0, "beta2": 0.9, "spectral_norm": True, "ema": 0.995,
               "steps": 10000},
@@ -116,35 +96,10 @@ RECIPES: dict[str, dict[str, Any]] = {
                       "lr_d": 8e-4, "beta1": 0.0, "beta2": 0.9, "spectral_norm": True,
                       "ema": 0.995, "steps": 36000},
 }
-# --- end of GAN recipes -----------------------------------------------------------------------
-
-
-class PackedCritic(nn.Module):
-    """PacGAN packing: D(x₁, …, x_m) on m consecutive samples concatenated, one logit a pack.
-
-    `inner` maps (N/m, m·d) → (N/m,) logits for points, (N/m, m·C, H, W) → (N/m,) for images
-    (sample k of a pack is channels k·C … k·C + C − 1); the batch size N must be a multiple of
-    m. Each
-    pack's logit is repeated for its m samples, so the output is (N,) as for any critic and the
-    losses (batch means) and both steps of `genshop.steps` run unchanged: a mean over the N
-    repeated logits is the mean over the N/m packs. Real and fake batches of equal size N (also
-    when concatenated, as `genshop.steps.critic_outputs` does) never share a pack. Under WGAN-GP
-    the gradient norm stays per point (`losses.gradient_penalty` takes each sample's norm).
-    """
-
-    row_independent = False  # a logit depends on m samples (see genshop.steps)
-
-    def __init__(self, inner: nn.Module, pack: int):
-        super().__init__()
-        self.inner, self.pack = inner, pack
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[0] % self.pack:
-            raise BadInputError(f"a packed critic (pack = {self.pack}) needs batches that are a "
-                                f"multiple of {self.pack}, got {x.shape[0]}; change "
-                                "--batch-size or --pack")
-        logits = self.inner(x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:]))
-        return logits.repeat_interleave(self.pack)
+# The fused step moves both nets from one point (simultaneous): on the ring a generator at half
+# the critic's rate (two time-scales) keeps every mode; on the grid it costs HQ share, so the
+# grid keeps equal rates.
+FUSED_RECIPES: dict[str, dict[str, Any]] = {"ring8": {"lr_g": 5e-4}}
 
 
 def build_nets(config: GanConfig, dataset) -> tuple[nn.Module, nn.Module]:
@@ -181,6 +136,17 @@ class GanFamily(Family):
     description = "GAN with any genshop loss and the alternating or fused single-loss step"
     config_class = GanConfig
     recipes = RECIPES
+
+    @classmethod
+    def recipe(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The data set's recipe, and for the fused update its `FUSED_RECIPES` part."""
+        data = options.get("data", GanConfig.data)
+        fused = options.get("update", GanConfig.update) == "fused"
+        return {**RECIPES.get(data, {}), **(FUSED_RECIPES.get(data, {}) if fused else {})}
+
+    @classmethod
+    def recipe_labels(cls) -> dict[str, dict[str, Any]]:
+        return {**RECIPES, **{f"{d} --update fused": r for d, r in FUSED_RECIPES.items()}}
 
     @classmethod
     def check(cls, config: GanConfig, dataset) -> None:
@@ -242,24 +208,23 @@ class GanFamily(Family):
             return 0.0
         return cfg.r1_every * cfg.r1
 
-    def real_batches(self) -> int:
+    def batches_per_step(self) -> int:
         return self.config.d_steps
 
     def _step(self, inp: StepInput) -> dict[str, float]:
         k = self.G.latent_dim
         if self.config.update == "fused":
-            return steps.fused_step(self.G, self.D, self.loss, self._opts["opt"], inp.real,
+            return steps.fused_step(self.G, self.D, self.loss, self._opts["opt"], inp.x,
                                     inp.normal(k), r1=self._r1_weight())
-        *extra, last = (StepInput(real, inp.generator, inp.rank, inp.world_size)
-                        for real in inp.real.chunk(self.config.d_steps))
+        *extra, last = inp.split(self.config.d_steps)
         for critic_input in extra:  # the first d_steps − 1 critic updates
-            steps.critic_step(self.G, self.D, self.loss, self._opts["opt_d"], critic_input.real,
+            steps.critic_step(self.G, self.D, self.loss, self._opts["opt_d"], critic_input.x,
                               critic_input.normal(k), r1=self._r1_weight())
         return steps.alternating_step(self.G, self.D, self.loss, self._opts["opt_d"],
-                                      self._opts["opt_g"], last.real, last.normal(k),
+                                      self._opts["opt_g"], last.x, last.normal(k),
                                       last.normal(k), r1=self._r1_weight())
 
-    def sampler(self) -> nn.Module:
+    def model(self) -> nn.Module:
         return self.G
 
     def sample(self, net: nn.Module, n: int, generator: torch.Generator | None = None) -> Tensor:

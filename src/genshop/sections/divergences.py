@@ -12,7 +12,7 @@ import math
 import torch
 from scipy.integrate import simpson
 
-from genshop import divergences as D
+from genshop import divergences
 from genshop.claims import Verdict
 from genshop.fgan_fit import GaussianMixture1D
 from genshop.tour import SectionContext, SectionResult, Table, section
@@ -42,11 +42,11 @@ TABLE_CHECKS = ("f* = sup_u tu - f(u)", "Fenchel-Young", "g_f(R) in dom f*")
 CRITIC_CHECKS = ("free critic: max = D_f", "free critic: T* = f'(p/q)")
 
 
-def exact_and_standard_error(div: D.FDivergence, p: GaussianMixture1D,
+def exact_and_standard_error(div: divergences.FDivergence, p: GaussianMixture1D,
                              q: GaussianMixture1D) -> tuple[float, float]:
     """D_f by quadrature and the standard error, at N_SAMPLES, of the bound at T* = f'(p/q)."""
     log_p, log_q = p.log_pdf(GRID), q.log_pdf(GRID)
-    exact = D.divergence_on_grid(div, log_p, log_q, GRID)
+    exact = divergences.divergence_on_grid(div, log_p, log_q, GRID)
     t_star = div.f_prime(torch.exp(log_p - log_q))
     conj = div.conjugate(t_star)
 
@@ -58,12 +58,12 @@ def exact_and_standard_error(div: D.FDivergence, p: GaussianMixture1D,
     return exact, math.sqrt((variance(log_p, t_star) + variance(log_q, conj)) / N_SAMPLES)
 
 
-def catalog_table() -> tuple[Table, dict[str, list[D.CheckResult]]]:
-    results = {name: D.check(D.get(name)) for name in D.names()}
+def catalog_table() -> tuple[Table, dict[str, list[divergences.CheckResult]]]:
+    results = {name: divergences.check(divergences.get(name)) for name in divergences.names()}
     names = [c.check for c in next(iter(results.values()))]
     rows = []
     for name, checks in results.items():
-        div = D.get(name)
+        div = divergences.get(name)
         rows.append([name, div.f_formula, div.conjugate_formula, div.activation_formula,
                      *(f"ok ({c.worst:.1e})" if c.passed else f"FAIL ({c.worst:.1e})"
                        for c in checks)])
@@ -80,9 +80,10 @@ def estimator_table(seed: int) -> tuple[Table, list[float]]:
     gen = torch.Generator().manual_seed(seed)
     rows, ratios = [], []
     for name, case, p, q in ESTIMATOR_CASES:
-        div = D.get(name)
+        div = divergences.get(name)
         exact, std_err = exact_and_standard_error(div, p, q)
-        value = D.estimate(div, p.sample(N_SAMPLES, gen), q.sample(N_SAMPLES, gen), seed=seed)
+        value = divergences.estimate(div, p.sample(N_SAMPLES, gen), q.sample(N_SAMPLES, gen),
+                                     seed=seed)
         ratios.append(value / exact)
         rows.append([name, case, round(exact, 4), round(value, 4), round(value / exact, 3),
                      round(3 * std_err / exact, 3)])
@@ -95,7 +96,8 @@ def estimator_table(seed: int) -> tuple[Table, list[float]]:
     return table, ratios
 
 
-def worst(results: dict[str, list[D.CheckResult]], checks: tuple[str, ...]) -> tuple[bool, str]:
+def worst(results: dict[str, list[divergences.CheckResult]],
+          checks: tuple[str, ...]) -> tuple[bool, str]:
     picked = [(n, c) for n, cs in results.items() for c in cs if c.check in checks]
     failed = [f"{n}: {c.check}" for n, c in picked if not c.passed]
     text = "; ".join(

@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from genshop import divergences as D
-from genshop import fgan_fit as F
+from genshop import divergences, fgan_fit
 from genshop.claims import Verdict
 from genshop.report import save_figure
 from genshop.tour import SectionContext, SectionResult, Table, section
@@ -26,36 +25,36 @@ PAPER_DIVERGENCES = ("kl", "reverse_kl", "js", "jeffrey", "neyman")
 
 @section("fgan_fit", "f-GAN: fitting one Gaussian to a mixture, per divergence", order=11)
 def run(ctx: SectionContext) -> SectionResult:
-    rows = [F.compare(name, steps=STEPS, seed=ctx.seed) for name in D.names()]
+    rows = [fgan_fit.compare(name, steps=STEPS, seed=ctx.seed) for name in divergences.names()]
     figure = plot_fits(rows, ctx.path("fgan_fit.png"))
-    behaviour = F.mode_behaviour(rows)
+    behaviour = fgan_fit.mode_behaviour(rows)
     off = [r.divergence for r in rows if not r.on_target]
     paper_off = [name for name in off if name in PAPER_DIVERGENCES]
     paper_rows = [r for r in rows if r.divergence in PAPER_DIVERGENCES]
-    cross = F.cross_table(paper_rows)
-    own_best = F.diagonal_is_row_minimum(cross)
+    cross = fgan_fit.cross_table(paper_rows)
+    own_best = fgan_fit.diagonal_is_row_minimum(cross)
     holds = not paper_off and all(behaviour.values()) and all(own_best)
     by_name = {r.divergence: r for r in rows}
     kl, rkl = by_name["kl"], by_name["reverse_kl"]
     measurement = (
         f"{len(PAPER_DIVERGENCES) - len(paper_off)}/{len(PAPER_DIVERGENCES)} of the paper's "
         f"divergences ({', '.join(PAPER_DIVERGENCES)}) and {len(rows) - len(off)}/{len(rows)} of "
-        f"all fit within |mu-mu*| <= {F.MU_TOLERANCE} and |sigma-sigma*| <= "
-        f"{F.SIGMA_TOLERANCE:.0%} sigma*" + (f" (off: {', '.join(off)})" if off else "")
+        f"all fit within |mu-mu*| <= {fgan_fit.MU_TOLERANCE} and |sigma-sigma*| <= "
+        f"{fgan_fit.SIGMA_TOLERANCE:.0%} sigma*" + (f" (off: {', '.join(off)})" if off else "")
         + f"; KL fit N({kl.mu:.2f}, {kl.sigma:.2f}) vs exact N({kl.mu_exact:.2f}, "
           f"{kl.sigma_exact:.2f}); reverse KL fit N({rkl.mu:.2f}, {rkl.sigma:.2f}) vs exact "
           f"N({rkl.mu_exact:.2f}, {rkl.sigma_exact:.2f}); "
         + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in behaviour.items())
         + f"; cross-table: each fit is the best under its own divergence in "
           f"{sum(own_best)}/{len(own_best)} rows")
-    target = F.TARGET
+    target = fgan_fit.TARGET
     return SectionResult(
         summary=f"Target P = {target.weights[0]} N({target.means[0]}, {target.sds[0]}^2) + "
                 f"{target.weights[1]} N({target.means[1]}, {target.sds[1]}^2); f-GAN trains "
                 f"N(mu, sigma) for {STEPS} alternating Adam steps (batch 256, MLP critic), "
                 "reporting the mean of the last quarter; the exact fit minimises D_f by "
                 "quadrature and Nelder-Mead.",
-        tables=[Table("f-GAN fit vs exact minimiser of D_f(P || N(mu, sigma^2))", F.COLUMNS,
+        tables=[Table("f-GAN fit vs exact minimiser of D_f(P || N(mu, sigma^2))", fgan_fit.COLUMNS,
                       [r.cells() for r in rows]),
                 cross_table_view(paper_rows, cross, own_best)],
         figures=[figure],
@@ -64,7 +63,8 @@ def run(ctx: SectionContext) -> SectionResult:
     )
 
 
-def cross_table_view(rows: list[F.FitRow], cross: list[list[float]], own_best: list[bool]) -> Table:
+def cross_table_view(rows: list[fgan_fit.FitRow], cross: list[list[float]],
+                     own_best: list[bool]) -> Table:
     names = [r.divergence for r in rows]
     return Table("Cross-table: D_j(P || Q_i), row j = divergence measured, column i = f-GAN fit "
                  "trained with divergence i",
@@ -72,10 +72,11 @@ def cross_table_view(rows: list[F.FitRow], cross: list[list[float]], own_best: l
                  [[j, *(float(f"{v:.4g}") for v in row), "yes" if ok else "no"]
                   for j, row, ok in zip(names, cross, own_best, strict=True)],
                  note=f"Nowozin et al. 2016, Table 4: each fit should be the best under its own "
-                      f"divergence (ties within {F.TIE:g} relative count).")
+                      f"divergence (ties within {fgan_fit.TIE:g} relative count).")
 
 
-def plot_fits(rows: list[F.FitRow], path: Path, target: F.GaussianMixture1D = F.TARGET) -> Path:
+def plot_fits(rows: list[fgan_fit.FitRow], path: Path,
+              target: fgan_fit.GaussianMixture1D = fgan_fit.TARGET) -> Path:
     """Small multiples: the mixture density, the f-GAN fit (solid) and the exact fit (dashed)."""
     x = torch.linspace(-4.5, 5.5, 801, dtype=torch.float64)
     density = target.log_pdf(x).exp().numpy()
@@ -85,10 +86,11 @@ def plot_fits(rows: list[F.FitRow], path: Path, target: F.GaussianMixture1D = F.
     axes = fig.subplots(nrows, cols, squeeze=False, sharex=True, sharey=True)
     for ax, row in zip(axes.flat, rows, strict=False):
         ax.fill_between(x.numpy(), density, color="0.85", label="mixture P")
-        ax.plot(x.numpy(), F.gaussian_log_pdf(x, row.mu, row.sigma).exp().numpy(), "C0",
-                label="f-GAN fit")
-        ax.plot(x.numpy(), F.gaussian_log_pdf(x, row.mu_exact, row.sigma_exact).exp().numpy(),
-                "C3--", label="exact argmin D_f")
+        for mu, sigma, style, label in ((row.mu, row.sigma, "C0", "f-GAN fit"),
+                                        (row.mu_exact, row.sigma_exact, "C3--",
+                                         "exact argmin D_f")):
+            ax.plot(x.numpy(), fgan_fit.gaussian_log_pdf(x, mu, sigma).exp().numpy(), style,
+                    label=label)
         ax.set_title(row.divergence)
     for ax in axes.flat[len(rows):]:
         ax.axis("off")

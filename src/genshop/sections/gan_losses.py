@@ -21,7 +21,6 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from genshop import divergences, losses, steps
 from genshop.claims import Verdict
 from genshop.nets import mlp_pair
 from genshop.report import save_figure
-from genshop.timing import time_interleaved
+from genshop.timing import StepRunner, time_interleaved
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 REAL_LOGITS = (1.3, 2.9, 8.4, 6.3)  # torchgan's loss-test fixture, read as logits
@@ -248,17 +247,6 @@ def rsgan_checks() -> tuple[Table, dict[str, Verdict]]:
 
 
 # --- timing (shared with benchmarks/fused_vs_alternating.py) ----------------------------------
-
-@dataclass
-class StepRunner:
-    """One training step on its own nets and optimiser, callable without arguments."""
-
-    step: Callable[[], dict[str, float]]
-    nets: tuple[nn.Module, nn.Module]
-
-    def __call__(self) -> dict[str, float]:
-        return self.step()
-
 
 def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor, *,
                  lr: float = 2e-4, seed: int = 0,

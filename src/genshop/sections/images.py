@@ -11,7 +11,8 @@ loss × update with 3 seeds at the full budget (`genshop.experiments.images`).
 from __future__ import annotations
 
 from genshop.data.images import MNIST
-from genshop.experiments.images import IMAGES, Row, Task, grids_figure, measured_table
+from genshop.experiments import Row, RunTask, gan
+from genshop.experiments.images import IMAGES, ImageScorer, grids_figure, measured_table
 from genshop.families.gan import RECIPES
 from genshop.metrics.images import score_images
 from genshop.plots import save_figure
@@ -27,9 +28,10 @@ QUICK = {"steps": QUICK_STEPS, "ema": 0.99}
 @section("images", "Images: a quick DCGAN on MNIST, scored with the reference classifier",
          order=50)
 def images_section(ctx: SectionContext) -> SectionResult:
-    task = Task("mnist", LOSS, UPDATE, ctx.seed, ctx.path("run"), QUICK, SAMPLES)
+    task = RunTask(gan(LOSS, UPDATE), "mnist", ctx.seed, ctx.path("run"), QUICK,
+                   ImageScorer(SAMPLES))
     run = task.run()
-    row = Row(LOSS, UPDATE, run.steps, [run])
+    row = Row(task.setting, [run])
     real = score_images(MNIST.training_set(ctx.seed, SAMPLES))  # a seeded draw of the split
     figure = save_figure(grids_figure([row], f"mnist, {QUICK_STEPS} steps"),
                          ctx.path("samples.png"))

@@ -20,9 +20,9 @@ import torch
 from genshop.claims import Verdict
 from genshop.data import get_dataset
 from genshop.engine import configure, train
+from genshop.experiments.linalg import BENCH_COLUMNS, benchmark_rows, conditioned, naive_log_volume
 from genshop.linalg import log_volume, manifold_log_density, volume
 from genshop.plots import plt, save_figure
-from genshop.timing import medians, time_interleaved
 from genshop.tour import SectionContext, SectionResult, Table, section
 
 SHAPES = ((5, 3), (3, 5), (6, 2), (4, 4), (7, 4))
@@ -64,19 +64,6 @@ def parallelogram_error(seed: int) -> float:
     return abs(volume(torch.from_numpy(np.stack([x, y], 1))).item() - area) / area
 
 
-def conditioned(n: int, k: int, cond: float, batch: int, seed: int) -> torch.Tensor:
-    """(batch, n, k) float64 matrices with singular values logspaced from 1 down to 1/cond."""
-    g = torch.Generator().manual_seed(seed)
-    U = torch.linalg.qr(torch.randn(batch, n, k, generator=g, dtype=torch.float64)).Q
-    V = torch.linalg.qr(torch.randn(batch, k, k, generator=g, dtype=torch.float64)).Q
-    return (U * torch.logspace(0, -math.log10(cond), k, dtype=torch.float64)) @ V.mT
-
-
-def naive_log_volume(B: torch.Tensor) -> torch.Tensor:
-    """0.5·log det(BᵀB): squares the condition number (NaN when det comes out negative)."""
-    return 0.5 * torch.logdet(B.mT @ B)
-
-
 def float32_errors(cond: float, batch: int = 200, seed: int = 0) -> tuple[float, float, float]:
     """(max |error| of log_volume, median |error| of the Gram route, its NaN/Inf fraction) in
     nats, float32 against the float64 value of the same float32 matrices."""
@@ -111,36 +98,6 @@ def det_exp_trace_errors(A: torch.Tensor) -> dict[str, float]:
         "ODE rel. error": ode,
         "|log det B - tr log B|": abs(np.linalg.slogdet(B)[1] - tr_log.real) + abs(tr_log.imag),
     }
-
-
-BENCH_COLUMNS = ["comparison", "genshop (ms)", "alternative (ms)", "time alternative / genshop",
-                 "max err genshop (nats)", "max err alternative (nats)"]
-
-
-def max_error(x: torch.Tensor, reference: torch.Tensor) -> float:
-    return (x.double() - reference).abs().nan_to_num(math.inf).max().item()
-
-
-def benchmark_rows(batch: int, repeats: int, seed: int = 0) -> list[list]:
-    """Rows of BENCH_COLUMNS on float32 batches: median times of genshop's form and the
-    alternative, their ratio, and max errors in nats against float64 references."""
-    g = torch.Generator().manual_seed(seed)
-    B = conditioned(16, 8, 1e4, batch, seed).float()
-    A = 0.3 * torch.randn(batch, 8, 8, generator=g)
-    pairs = {
-        f"log_volume vs 0.5 log det(BtB), {batch}x16x8, cond 1e4": (
-            lambda: log_volume(B), lambda: naive_log_volume(B), log_volume(B.double())),
-        f"tr A vs slogdet(matrix_exp(A)), {batch}x8x8": (
-            lambda: A.diagonal(dim1=-2, dim2=-1).sum(-1),
-            lambda: torch.linalg.slogdet(torch.linalg.matrix_exp(A)).logabsdet,
-            A.double().diagonal(dim1=-2, dim2=-1).sum(-1)),
-    }
-    rows = []
-    for name, (ours, alternative, reference) in pairs.items():
-        t = medians(time_interleaved({"ours": ours, "alt": alternative}, repeats))
-        rows.append([name, 1e3 * t["ours"], 1e3 * t["alt"], t["alt"] / t["ours"],
-                     max_error(ours(), reference), max_error(alternative(), reference)])
-    return rows
 
 
 GAN_OPTIONS = {"data": "ring8", "steps": 1500, "lr_g": 5e-4, "lr_d": 5e-4, "ema": 0.0,

@@ -12,11 +12,12 @@ alternating training, on Su's hinge loss and on RSGAN, with a stated rule (`qual
 from __future__ import annotations
 
 from genshop.claims import Verdict
+from genshop.experiments import Row, gan, gan_grid
 from genshop.experiments.modes import (
     UPDATES,
-    Row,
     measured_table,
     published_tables,
+    rank_key,
     recipe_summary,
     run_json,
     run_rows,
@@ -34,9 +35,9 @@ HQ_TOLERANCE = 5.0  # percentage points of high-quality samples that still count
 def quality_verdict(rows: list[Row]) -> Verdict:
     """"Basically equal" holds when, for every loss, the fused run captures at least as many modes
     as the alternating run and its high-quality share is at most `HQ_TOLERANCE` points lower."""
-    by_key = {(r.loss, r.update): r.runs[0].scores for r in rows}
-    gaps = [(loss, by_key[(loss, "alternating")], by_key[(loss, "fused")])
-            for loss in sorted({r.loss for r in rows})]
+    by_key = {r.setting: r.runs[0].scores for r in rows}
+    gaps = [(loss, by_key[gan(loss, "alternating")], by_key[gan(loss, "fused")])
+            for loss in sorted({r.setting.options["loss"] for r in rows})]
     holds = all(f.modes >= a.modes and f.hq_percent >= a.hq_percent - HQ_TOLERANCE
                 for _, a, f in gaps)
     detail = "; ".join(f"{loss}: alternating {a.modes}/{a.num_modes} modes {a.hq_percent:.1f}% "
@@ -57,14 +58,16 @@ def modes_section(ctx: SectionContext) -> SectionResult:
     # the recipe's EMA 0.999 needs longer runs; both updates at the critic's learning rate, as the
     # post's λ = 1 (the fused recipe's slower generator is not part of the claim)
     quick = {"steps": QUICK_STEPS, "ema": 0.99, "lr_g": RECIPES["ring8"]["lr_d"]}
-    rows = run_rows("ring8", QUICK_LOSSES, UPDATES, [ctx.seed], ctx.path("runs"), quick)
+    rows = run_rows("ring8", gan_grid(QUICK_LOSSES, UPDATES), [ctx.seed], ctx.path("runs"),
+                    quick)
     figure = save_figure(scatter_figure("ring8", rows, "ring8, quick budget"),
                          ctx.path("ring8_scatter.png"))
-    metrics = {f"{r.loss}/{r.update}": run_json(r)[0] for r in rows}
-    best = max(rows, key=lambda r: r.rank_key())
+    metrics = {r.setting.name("/"): run_json(r)[0] for r in rows}
+    best = max(rows, key=rank_key)
+    loss, update = best.setting.options.values()
     s = best.runs[0].scores
     summary = (f"{len(rows)} quick runs ({QUICK_STEPS} steps, seed {ctx.seed}) on the 8-Gaussian "
-               f"ring; best: {best.loss} with the {best.update} update, {s.modes}/8 modes, "
+               f"ring; best: {loss} with the {update} update, {s.modes}/8 modes, "
                f"{s.hq_percent:.1f}% high-quality, reverse KL {s.reverse_kl:.3f}. "
                "`genshop bench modes` runs every loss with 3-10 seeds at the full recipe.")
     return SectionResult(
