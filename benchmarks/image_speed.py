@@ -20,7 +20,7 @@ recipe's nets (`genshop.families.gan.RECIPES[--data]`) and batch 64. Timed inter
 Times are process CPU seconds by default (`--clock cpu`): on a shared machine other processes
 steal wall time from every variant unevenly; `--clock wall` gives elapsed time.
 
-FLOPs a step are counted with `genshop.experiments.images.count_flops` (the formulas of
+FLOPs a step are counted with `genshop.experiments.budget.count_flops` (the formulas of
 `torch.utils.flop_counter`; for the alternating step it equals FlopCounterMode's count, printed
 beside it; FlopCounterMode's module hooks fail inside the fused step's `torch.autograd.grad`).
 MFU = FLOPs a step × steps per second ÷ matmul FLOP/s.
@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import genshop
 from genshop.data import get_dataset
-from genshop.experiments.images import count_flops
+from genshop.experiments.budget import count_flops
 from genshop.families import StepInput
 from genshop.families.gan import GanFamily
 from genshop.timing import time_interleaved

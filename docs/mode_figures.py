@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from genshop.data import get_dataset
-from genshop.experiments.modes import Row, ToyRun, scatter_figure
+from genshop.experiments import Result, Row, gan
+from genshop.experiments.modes import scatter_figure
 from genshop.metrics.modes import SCORED_SAMPLES, score_dataset
 from genshop.plots import save_figure
 from genshop.runs import load_run
@@ -29,8 +30,9 @@ ROWS = {"ring8": [("fgan-hellinger", "alternating"), ("rsgan", "alternating"), (
 
 def seed0_row(bench_dir: Path, data: str, loss: str, update: str) -> Row:
     x = load_run(bench_dir / "runs" / f"{loss}-{update}-s0").sample(SCORED_SAMPLES, seed=10_000)
-    run = ToyRun(loss, update, 0, x, score_dataset(x, get_dataset(data)), 0.0, False)
-    return Row(loss, update, [run])
+    setting = gan(loss, update)
+    scores = score_dataset(x, get_dataset(data))
+    return Row(setting, [Result(setting, 0, 0, scores, 0.0, False, x)])
 
 
 def main(ring_dir: str, grid_dir: str, ring_fused_dir: str | None = None,

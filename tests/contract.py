@@ -10,7 +10,7 @@ tester mixin): a family passes by being registered and handing over a few-step c
   (exit 2, one line on stderr, no traceback);
 - a generative family's `load_run(d).sample(n)` has the documented shape and dtype, lies in
   [0, 1] for images, is finite and repeats under a seed; a supervised family's run refuses to
-  sample in one line and reports its scores on the held-out split.
+  sample in one line and `genshop.metrics.evaluate_run` reports its held-out scores.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import torch
 from genshop import checkpoint, configure, load_run, train
 from genshop.cli import main
 from genshop.errors import BadInputError
-from genshop.runs import CHECKPOINT, METRICS
+from genshop.metrics import evaluate_run
+from genshop.runs import CHECKPOINT, EVAL, METRICS
 
 
 def assert_states_equal(a, b, where: str = "") -> None:
@@ -91,9 +92,12 @@ def check_family(name: str, options: dict, tmp_path: Path, capsys, steps: int = 
         with pytest.raises(BadInputError, match="no sampler") as err:
             run.sample(4)
         assert "\n" not in str(err.value)
-        scores = run.test_scores()
+        record = evaluate_run(tmp_path / "straight")  # what `genshop eval` writes
+        scores = record["scores"]
+        assert scores == run.test_scores() and record["protocol"]["split"] == "test"
         assert scores and all(math.isfinite(v) for v in scores.values())
         assert all(0 <= v <= 1 for k, v in scores.items() if "accuracy" in k)
+        assert json.loads((tmp_path / "straight" / EVAL).read_text()) == record
 
 
 def _check_bad_options(name: str, options: dict, tmp_path: Path, capsys) -> None:

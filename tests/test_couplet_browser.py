@@ -1,4 +1,4 @@
-"""The couplet page in a real browser (kexue.fm archives/6270, issue 15 §5): Debian's chromium,
+"""The couplet page in a real browser (kexue.fm archives/6270): Debian's chromium,
 driven headless by Python playwright, against the real server (uvicorn on a free 127.0.0.1 port,
 the tiny untrained bot). It types a line, clicks, and reads an answer of the same length with its
 alternatives, per-character pinyin and tones and rule marks; shows the server's 422 sentence;

@@ -1,4 +1,4 @@
-"""The couplet web app (kexue.fm archives/6270, issue 15 §5): `POST /api/couplet`, readable 422s,
+"""The couplet web app (kexue.fm archives/6270): `POST /api/couplet`, readable 422s,
 the 16 KB body limit, micro-batching into one `answer_many` call, the page, `genshop serve`, and
 a schemathesis fuzz of the API from its own OpenAPI schema (no 5xx, responses as documented)."""
 

@@ -1,5 +1,5 @@
 """The data cache under faults: damaged conversions, unwritable caches, fetches killed midway,
-and `genshop data list / fetch` (issue 13's data-cache items, issue 14's data commands)."""
+and `genshop data list / fetch`."""
 
 import os
 import re

@@ -77,6 +77,27 @@ def test_fgan_kl_covers_and_reverse_kl_locks_onto_a_mode():
                                       "reverse_kl locks onto one mode": True}
 
 
+def test_gaussian_generator_maps_noise_to_its_gaussian():
+    g = fgan_fit.GaussianGenerator()
+    with torch.no_grad():
+        g.mu.fill_(0.5)
+        g.log_sigma.fill_(math.log(2.0))
+    z = torch.tensor([[-1.0], [0.0], [1.5]])
+    torch.testing.assert_close(g(z), torch.tensor([[-1.5], [0.5], [3.5]]))
+    assert g.mean_and_sd() == pytest.approx((0.5, 2.0), abs=1e-6)
+    assert [n for n, _ in g.named_parameters()] == ["mu", "log_sigma"]
+
+
+def test_fgan_fit_of_a_user_divergence_lands_on_its_exact_fit():
+    # f = u log u through from_generator (numerical conjugate): the KL fit, moments (-0.4, 1.3).
+    mine = divergences.from_generator(lambda u: u * torch.log(u), name="mine")
+    fit = fgan_fit.fgan_fit(mine, steps=600, seed=0)
+    # after step 0: Adam moves each of (μ, log σ) by its learning rate, 1e-2
+    assert fit.trace[0] == pytest.approx((0.01, math.exp(-0.01)), abs=1e-5)
+    assert fit.mu == pytest.approx(-0.4, abs=0.02)
+    assert fit.sigma == pytest.approx(1.3, rel=0.02)
+
+
 def test_fgan_fit_command_prints_a_row_and_writes_a_plot(tmp_path, capsys):
     assert cli.main(["fgan-fit", "--divergence", "js", "--steps", "100", "--out",
                      str(tmp_path)]) == 0

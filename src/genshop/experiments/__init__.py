@@ -107,6 +107,11 @@ def gan_grid(losses: Sequence[str], updates: Sequence[str]) -> list[Setting]:
     return [gan(loss, update) for loss in losses for update in updates]
 
 
+def gan_updates(settings: Sequence[Setting]) -> list[str]:
+    """The update rules of the GAN rows, in order of first appearance."""
+    return list(dict.fromkeys(s.options["update"] for s in settings if s.family == "gan"))
+
+
 def option_names(family: str) -> set[str]:
     return {f.name for f in dataclasses.fields(get_family(family).config_class)}
 
@@ -394,5 +399,6 @@ def write_page(out: Path, title: str, tables: Sequence[Table], figures: Sequence
 __all__ = ["DIVERGED", "DONE", "MAX_CPU", "QUIET", "STEPS", "STEPS_PER_CPU", "Column",
            "Result", "Row", "RunTask", "Runs", "Scorer", "Setting", "Task", "Trained",
            "check_overrides", "check_resume", "check_rows", "family_overrides", "gan", "gan_grid",
-           "new_folder", "open_folder", "padded", "ranked_table", "run_tasks", "several_families",
-           "text_table", "train_once", "write_page"]
+           "gan_updates",
+           "new_folder", "open_folder", "padded", "ranked_table", "run_tasks", "same_config",
+           "several_families", "text_table", "train_once", "write_page"]

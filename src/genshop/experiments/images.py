@@ -50,6 +50,7 @@ from genshop.experiments import (
     family_overrides,
     gan,
     gan_grid,
+    gan_updates,
     open_folder,
     padded,
     ranked_table,
@@ -57,7 +58,7 @@ from genshop.experiments import (
     write_page,
 )
 from genshop.experiments.budget import Budget, plan_budget
-from genshop.experiments.modes import recipe_note
+from genshop.experiments.modes import UPDATES, recipe_note
 from genshop.metrics.modes import format_mean_se
 from genshop.metrics.runs import EVAL_SAMPLES, EVAL_SEED, evaluate_run
 from genshop.plots import image_grid, plt, save_figure
@@ -65,7 +66,6 @@ from genshop.report import Table
 from genshop.runs import EVAL, load_run
 from genshop.threads import torch_threads
 
-UPDATES = ("alternating", "fused")
 LOSSES = ("nsgan", "lsgan", "hinge", "wgan", "rsgan", "rasgan", "fgan-kl")
 REFERENCE = gan("nsgan", "alternating")  # the row whose step count sets the budget
 GRID = 64  # samples drawn per row in the figure
@@ -268,8 +268,8 @@ def run_benchmark(bench: Bench, settings: Sequence[Setting] | None = None, *,
     check_resume(resume, bench.name)
     check_rows(bench.data, settings, overrides)
     budget = plan_budget(bench.data, settings, REFERENCE, overrides, steps)
-    updates = dict.fromkeys(s.options["update"] for s in settings if s.family == "gan")
-    recipe = {update: recipe_summary(bench.data, overrides, update) for update in updates}
+    recipe = {update: recipe_summary(bench.data, overrides, update)
+              for update in gan_updates(settings)}
     folder = open_folder(parent, bench.name, resume)
     rows = [Row(setting, steps=budget.per_row[setting][0]) for setting in settings]
     runs = Runs(bench.data, folder / "runs", ImageScorer(samples), overrides, jobs)

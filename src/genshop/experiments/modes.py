@@ -44,6 +44,7 @@ from genshop.experiments import (
     check_rows,
     family_overrides,
     gan,
+    gan_updates,
     open_folder,
     padded,
     ranked_table,
@@ -193,8 +194,7 @@ def recipe_summary(data: str, overrides: dict[str, Any] | None = None,
 def gan_recipes(data: str, settings: Sequence[Setting],
                 overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """`recipe_summary` per update rule of the GAN rows."""
-    updates = dict.fromkeys(s.options["update"] for s in settings if s.family == "gan")
-    return {update: recipe_summary(data, overrides, update) for update in updates}
+    return {update: recipe_summary(data, overrides, update) for update in gan_updates(settings)}
 
 
 def recipe_note(recipe: dict[str, dict[str, Any]]) -> str:
