@@ -42,7 +42,7 @@ def images_section(ctx: SectionContext) -> SectionResult:
                f"{s['classes_found']} digit classes, on {SAMPLES:,} samples and the classifier's "
                "features (not Inception). `genshop bench images` compares every loss and update "
                "at a fixed compute budget.")
-    recipe = {k: v for k, v in RECIPES["mnist"].items() if k != "by_update"}
+    recipe = RECIPES["mnist"]
     table = measured_table(IMAGES, f"mnist, {QUICK_STEPS} steps, 1 seed", [row],
                            f"recipe {recipe} with {QUICK}; reproduce: genshop train gan --data "
                            f"mnist --loss {LOSS} --steps {QUICK_STEPS} --ema 0.99 --out DIR, "
