@@ -7,11 +7,11 @@ stop-gradient" (6387), and any other family's row beside them (GLO/IMLE/GLANN of
 of 6181). Compute is counted, not timed, so a benchmark gives the same numbers on every machine:
 F(row) is the model FLOPs of one `train_step` of the row's family at the config's batch size,
 counted with torch's FLOP formulas (`count_flops`: `torch.utils.flop_counter.FlopCounterMode`
-without its module tracker) on a batch of the family's own training data, and averaged over
-`r1_every` steps so that lazy R1 counts at its mean cost. The budget is B = `steps` ·
-F(reference row), and a row trains round(B / F(row)) steps: the GAN's fused step (9 net passes
-against 12, post 6387) gets 4/3 as many steps as the alternating one, WGAN-GP's double backward
-fewer.
+without its module tracker) on a batch of the family's own training data, and averaged over the
+family's `cost_period()` steps (the GAN's `r1_every`, so that lazy R1 counts at its mean cost).
+The budget is B = `steps` · F(reference row), and a row trains round(B / F(row)) steps: the
+GAN's fused step (9 net passes against 12, post 6387) gets 4/3 as many steps as the alternating
+one, WGAN-GP's double backward fewer.
 """
 
 from __future__ import annotations
@@ -59,25 +59,19 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops()
 
 
-def _period(config: Any) -> int:
-    """Steps after which a step's cost repeats: `r1_every` with lazy R1 (the GAN family), else
-    1."""
-    return config.r1_every if getattr(config, "r1", 0) > 0 else 1
-
-
 def step_flops(config: Any, batch: int = 8) -> float:
     """Model FLOPs of one training step of `config` (any family) at its batch size:
-    `count_flops` over `_period(config)` steps of the family's `train_step` on batches of
+    `count_flops` over `Family.cost_period()` steps of the family's `train_step` on batches of
     `batch` rows of its training data, averaged and scaled by batch_size / batch (every counted
     op is linear in the rows). Leaves torch's RNG alone."""
     family_cls = family_of(config)
     small = dataclasses.replace(config, batch_size=batch)
-    steps = _period(config)
     with torch.random.fork_rng(devices=[]), torch_threads(1):
         torch.manual_seed(0)
         dataset = family_cls.dataset(small)
         data = family_cls.training_data(small, dataset)
         family = family_cls(small, dataset, torch.device("cpu"))
+        steps = family.cost_period()
         gen = torch.Generator().manual_seed(0)
 
         def train_steps() -> None:

@@ -216,6 +216,11 @@ class Family(ABC):
         """Batches of `batch_size` rows one `StepInput` carries (concatenated; `inp.split`)."""
         return 1
 
+    def cost_period(self) -> int:
+        """Steps after which the work of a step repeats (a lazy regulariser applied every k-th
+        step); compute budgets average a step's FLOPs over them."""
+        return 1
+
     def evaluate(self, net: nn.Module) -> dict[str, float]:
         """Measures of `net` logged at every logged step (eval mode, no autograd)."""
         return {}

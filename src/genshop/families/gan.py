@@ -208,6 +208,10 @@ class GanFamily(Family):
             return 0.0
         return cfg.r1_every * cfg.r1
 
+    def cost_period(self) -> int:
+        """Lazy R1 costs extra on every `r1_every`-th critic update."""
+        return self.config.r1_every if self.config.r1 > 0 else 1
+
     def batches_per_step(self) -> int:
         return self.config.d_steps
 
