@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         modules[args.against] = steps_at(args.against)
 
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
-          f"{args.rounds} interleaved rounds, Adam(fused=True) for every mode")
+          f"{args.rounds} interleaved rounds, one-kernel Adam for every mode")
     header = (f"{'pair':10s} {'loss':8s} {'mode':24s} {'median ms':>10s} {'IQR ms':>13s} "
               f"{'peak saved MiB':>15s} {'grad gap':>9s}")
     print(header)

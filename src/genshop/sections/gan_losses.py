@@ -253,7 +253,7 @@ def step_runners(G: nn.Module, D: nn.Module, loss: losses.GanLoss, real: Tensor,
                  critic_calls: str = "auto") -> dict[str, StepRunner]:
     """A fused and an alternating step, each on its own copy of (G, D) and its own Adam.
 
-    Adam(lr, betas (0.5, 0.999), fused CPU kernel) for both; fixed latent batches (z for the
+    Adam(lr, betas (0.5, 0.999), one-kernel update) for both; fixed latent batches (z for the
     fused step and the D step, a second z for the G step), so the two differ only in the step.
     `critic_calls` is passed to `steps.fused_step`.
     """
