@@ -46,6 +46,19 @@ def few_steps(name: str, tmp_path: Path, monkeypatch) -> dict:
     if name == "classifier":
         fake_digits(monkeypatch)
         return {"batch_size": 16, "log_every": 2}  # 3 steps an epoch: the cut falls on one
+    if name == "vae":
+        fake_digits(monkeypatch)
+        return {"width": 16, "latent_dim": 4, "batch_size": 8, "ema": 0.9, "log_every": 2}
+    if name == "vib":
+        fake_digits(monkeypatch)
+        return {"width": 16, "depth": 1, "latent_dim": 4, "batch_size": 8, "log_every": 2}
+    if name == "glo":  # 40 fake digits in batches of 16, 16, 8: the cut falls inside an epoch
+        fake_digits(monkeypatch)
+        return {"data": "mnist", "width": 4, "latent_dim": 8, "batch_size": 16,
+                "perceptual": 0.1, "ema": 0.9, "log_every": 2}
+    if name == "imle":  # a matching every 2 steps: the resume falls between two
+        return {"data": "ring8", "width": 8, "depth": 1, "batch_size": 16, "data_size": 40,
+                "pool_factor": 2, "rematch_every": 2, "ema": 0.9, "log_every": 2}
     raise AssertionError(f"family {name} has no few-step config here: add one to few_steps")
 
 
