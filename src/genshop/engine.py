@@ -42,7 +42,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,15 @@ from genshop.config import RunConfig, read_config_json, resolve_config, save_con
 from genshop.data import Batch, Examples
 from genshop.data.fetch import sha256_of
 from genshop.errors import BadInputError, TrainingDiverged
-from genshop.families import DataPass, Family, StepInput, family_of, get_family, process_rows
+from genshop.families import (
+    DataPass,
+    Family,
+    StepInput,
+    family_of,
+    get_family,
+    inference,
+    process_rows,
+)
 from genshop.plots import samples_figure, save_figure
 from genshop.progress import StopRequest, progress_bar
 from genshop.runs import (
@@ -227,18 +235,6 @@ def _check_parent(config: RunConfig, family: type[Family], recorded: dict | None
     if recorded and _parent_record(parent) != recorded:
         raise BadInputError(f"the parent run {parent} changed since this run started from it "
                             "(its checkpoint differs); train this run again from scratch")
-
-
-@contextlib.contextmanager
-def inference(net: nn.Module) -> Iterator[None]:
-    """No autograd and eval mode (BatchNorm running statistics untouched), the mode restored."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        net.train(was_training)
 
 
 def _snapshot(family: Family, net: nn.Module, dataset: Any, train_x: Tensor, step: int,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from genshop import checkpoint
 from genshop.config import RunConfig, from_dict, read_config_json
 from genshop.errors import BadInputError, DataError
-from genshop.families import Family, get_family
+from genshop.families import Family, get_family, inference
 
 CONFIG = "config.json"
 LOCK = ".lock"  # held (flock) by the process training into the folder
@@ -67,16 +67,11 @@ class Run:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return self.family.sample(self.net, n, generator).float().cpu()
 
-    @torch.no_grad()
     def test_scores(self) -> dict[str, float]:
         """The family's scores of the delivered net on the held-out split (a supervised run's
         accuracy; {} for a family without)."""
-        was_training = self.net.training
-        self.net.eval()
-        try:
+        with inference(self.net):
             return self.family.test_scores(self.net)
-        finally:
-            self.net.train(was_training)
 
 
 @contextlib.contextmanager

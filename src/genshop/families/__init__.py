@@ -60,9 +60,11 @@ optimiser averages gradients, so `train_step` is written as for one process).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,6 +78,25 @@ from genshop.errors import BadInputError
 from genshop.registry import Registry
 
 DATA_ORDERS = ("replacement", "epochs")
+
+
+@contextlib.contextmanager
+def inference(net: nn.Module) -> Iterator[None]:
+    """No autograd and eval mode (BatchNorm running statistics untouched), the mode restored."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        net.train(was_training)
+
+
+def require_digits(dataset: Any, family: str) -> None:
+    """A BadInputError unless `dataset` is the labelled 1×28×28 mnist digits (with splits)."""
+    if tuple(dataset.shape) != (1, 28, 28) or not hasattr(dataset, "split"):
+        raise BadInputError(f"the {family} family learns the labelled 1×28×28 mnist digits, "
+                            f"not {dataset.name}")
 
 
 def process_rows(x: Tensor, rank: int, world_size: int) -> Tensor:

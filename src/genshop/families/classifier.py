@@ -32,8 +32,7 @@ from torch import nn
 
 from genshop.config import AT_LEAST_0, POSITIVE, Range, RunConfig, option
 from genshop.data import Examples
-from genshop.errors import BadInputError
-from genshop.families import Family, StepInput, register
+from genshop.families import Family, StepInput, inference, register, require_digits
 from genshop.metrics.classifier import (
     EXTRACTOR_NAME,
     DigitClassifier,
@@ -79,9 +78,7 @@ class ClassifierFamily(Family):
 
     @classmethod
     def check(cls, config: ClassifierConfig, dataset) -> None:
-        if tuple(dataset.shape) != (1, 28, 28) or not hasattr(dataset, "split"):
-            raise BadInputError(f"the classifier family learns the labelled 1×28×28 mnist "
-                                f"digits, not {dataset.name}")
+        require_digits(dataset, cls.name)
 
     @classmethod
     def training_data(cls, config: ClassifierConfig, dataset) -> Examples:
@@ -119,12 +116,8 @@ class ClassifierFamily(Family):
 
     def finish(self, net: nn.Module, run_dir: Path) -> None:
         """`digit_cnn.safetensors` and `recipe.json` (with the test accuracy) into the run."""
-        was_training = net.training
-        net.eval()
-        try:
+        with inference(net):
             score = self.test_scores(net)["accuracy"]
-        finally:
-            net.train(was_training)
         cfg = self.config
         save_classifier(net, Path(run_dir), {
             "extractor": EXTRACTOR_NAME,

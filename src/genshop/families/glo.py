@@ -78,7 +78,7 @@ from torch import Tensor, nn
 from genshop.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, Range, RunConfig, option
 from genshop.data import Examples
 from genshop.errors import BadInputError
-from genshop.families import Family, StepInput, adam, register
+from genshop.families import Family, StepInput, adam, inference, register
 from genshop.metrics.classifier import load_classifier
 from genshop.nets import dcgan_pair, dcgan_shape, mlp_pair
 from genshop.plots import image_grid, save_figure
@@ -413,15 +413,10 @@ class GloFamily(Family):
 
     def finish(self, net: nn.Module, run_dir: Any) -> None:
         """`reconstructions.png`: training examples beside their reconstructions, and samples."""
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                index = torch.arange(min(SHOWN, len(self.data)))
-                shown = (self.data.x[index], self.reconstruct(net, index).cpu(),
-                         self.sample(net, SHOWN, torch.Generator().manual_seed(0)).cpu())
-        finally:
-            net.train(was_training)
+        with inference(net):
+            index = torch.arange(min(SHOWN, len(self.data)))
+            shown = (self.data.x[index], self.reconstruct(net, index).cpu(),
+                     self.sample(net, SHOWN, torch.Generator().manual_seed(0)).cpu())
         save_figure(reconstruction_figure(*shown), Path(run_dir) / "reconstructions.png")
 
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from genshop.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, RunConfig, option
 from genshop.data import Examples
 from genshop.errors import BadInputError
-from genshop.families import DataPass, Family, StepInput, adam, register
+from genshop.families import DataPass, Family, StepInput, adam, inference, register
 from genshop.neighbours import nearest
 from genshop.nets import dcgan_pair, dcgan_shape, mlp_pair
 
@@ -78,15 +78,10 @@ def build_generator(config: ImleConfig, dataset) -> nn.Module:
     return dcgan_pair(config.latent_dim, config.width, shape=dcgan_shape(dataset.shape))[0]
 
 
-@torch.no_grad()
 def generate(G: nn.Module, z: Tensor) -> Tensor:
     """G(z) in eval mode, in chunks, the mode restored."""
-    was_training = G.training
-    G.eval()
-    try:
+    with inference(G):
         return torch.cat([G(c) for c in z.split(POOL_CHUNK)])
-    finally:
-        G.train(was_training)
 
 
 @register

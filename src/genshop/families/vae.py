@@ -54,7 +54,7 @@ from genshop.bottleneck import (
 from genshop.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, RunConfig, option
 from genshop.data import Examples
 from genshop.errors import BadInputError
-from genshop.families import Family, StepInput, adam, register
+from genshop.families import Family, StepInput, adam, register, require_digits
 
 THRESHOLD = 0.5  # static binarisation: pixel > 0.5 → 1
 HELD_OUT_STRIDE, HELD_OUT_SEED = 4, 0  # every 4th test digit (500), one fixed ε each
@@ -182,9 +182,7 @@ class VaeFamily(Family):
 
     @classmethod
     def check(cls, config: VaeConfig, dataset) -> None:
-        if tuple(dataset.shape) != (1, 28, 28) or not hasattr(dataset, "split"):
-            raise BadInputError(f"the vae family learns the 1×28×28 mnist digits, not "
-                                f"{dataset.name}")
+        require_digits(dataset, cls.name)
 
     @classmethod
     def training_data(cls, config: VaeConfig, dataset) -> Examples:

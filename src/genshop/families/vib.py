@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from genshop.bottleneck import GaussianEncoder
 from genshop.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, RunConfig, option
 from genshop.data import Examples
-from genshop.errors import BadInputError
-from genshop.families import Family, StepInput, adam, register
+from genshop.families import Family, StepInput, adam, inference, register, require_digits
 
 NUM_CLASSES = 10
 
@@ -72,15 +71,10 @@ class Vib(nn.Module):
         return self.head(z), rate
 
 
-@torch.no_grad()
 def scores(net: Vib, images: Tensor, labels: Tensor) -> dict[str, float]:
     """Accuracy of the mean-z prediction and the rate (nats per digit) of labelled digits."""
-    was_training = net.training
-    net.eval()
-    try:
+    with inference(net):
         logits, rate = net(images)
-    finally:
-        net.train(was_training)
     return {"accuracy": (logits.argmax(1) == labels).double().mean().item(),
             "rate": rate.item()}
 
@@ -95,9 +89,7 @@ class VibFamily(Family):
 
     @classmethod
     def check(cls, config: VibConfig, dataset) -> None:
-        if tuple(dataset.shape) != (1, 28, 28) or not hasattr(dataset, "split"):
-            raise BadInputError(f"the vib family classifies the labelled 1×28×28 mnist "
-                                f"digits, not {dataset.name}")
+        require_digits(dataset, cls.name)
 
     @classmethod
     def training_data(cls, config: VibConfig, dataset) -> Examples:
