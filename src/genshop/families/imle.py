@@ -84,6 +84,18 @@ def generate(G: nn.Module, z: Tensor) -> Tensor:
         return torch.cat([G(c) for c in z.split(POOL_CHUNK)])
 
 
+def match_pool(work: DataPass, G: nn.Module, latent_dim: int,
+               pool_factor: int) -> tuple[Tensor, float]:
+    """IMLE's matching: a pool of pool_factor·N latents from the pass's generator, G of them in
+    eval mode, and for every training row the latent of its nearest pool sample (this process's
+    rows searched, every row's gathered), with the mean squared distance to it."""
+    device = work.data.x.device
+    pool_z = torch.randn(len(work.data) * pool_factor, latent_dim,
+                         generator=work.generator).to(device)
+    index, d2 = nearest(work.rows().x, generate(G, pool_z))
+    return work.gather(pool_z[index[:, 0]]), float(work.gather(d2[:, 0]).mean())
+
+
 @register
 class ImleFamily(Family):
     name = "imle"
@@ -121,13 +133,8 @@ class ImleFamily(Family):
 
     def data_pass(self, work: DataPass) -> None:
         """Match every training point to its nearest sample of a fresh pool (module docstring)."""
-        pool_z = torch.randn(len(work.data) * self.config.pool_factor, self.config.latent_dim,
-                             generator=work.generator).to(self.data.device)
-        pool = generate(self.G, pool_z)
-        rows = work.rows()
-        index, d2 = nearest(rows.x, pool)
-        self.matched = work.gather(pool_z[index[:, 0]])
-        self.pool_distance = float(work.gather(d2[:, 0]).mean())
+        self.matched, self.pool_distance = match_pool(work, self.G, self.config.latent_dim,
+                                                      self.config.pool_factor)
 
     def train_step(self, inp: StepInput) -> dict[str, float]:
         if self.config.match == "data":
