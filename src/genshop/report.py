@@ -205,8 +205,9 @@ def eval_table(record: dict[str, Any]) -> Table:
 
 def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
     """`run_dir/index.html` of a training run: its config, the scores of `genshop eval` (if
-    any), metric curves, the last snapshots. A missing or corrupt config.json is a DataError;
-    a torn last metrics line is skipped."""
+    any), metric curves, the pictures its family wrote at the end (`Family.finish`: PNG files
+    in the run folder, e.g. GLO's reconstructions), the last snapshots. A missing or corrupt
+    config.json is a DataError; a torn last metrics line is skipped."""
     run_dir = Path(run_dir)
     config = read_config_json(run_dir)
     body = table_html(Table("Config", ["option", "value"], [[k, v] for k, v in config.items()]))
@@ -219,6 +220,9 @@ def write_run_page(run_dir: Path, snapshots: int = 4) -> Path:
                                  [[k, v] for k, v in last.items() if k != "step"]))
         save_figure(metric_curves(records), run_dir / "curves.png")
         body += "<h3>Curves</h3><img src='curves.png' alt='metric curves'>"
+    body += "".join(f"<h3>{html.escape(p.stem)}</h3>"
+                    f"<img src='{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
+                    for p in sorted(run_dir.glob("*.png")) if p.name != "curves.png")
     shots = sorted((run_dir / SAMPLES).glob("step_*.png"))[-snapshots:]
     body += "".join(f"<h3>Samples at {html.escape(p.stem)}</h3>"
                     f"<img src='{SAMPLES}/{html.escape(p.name)}' alt='{html.escape(p.stem)}'>"
