@@ -59,6 +59,14 @@ def few_steps(name: str, tmp_path: Path, monkeypatch) -> dict:
     if name == "imle":  # a matching every 2 steps: the resume falls between two
         return {"data": "ring8", "width": 8, "depth": 1, "batch_size": 16, "data_size": 40,
                 "pool_factor": 2, "rematch_every": 2, "ema": 0.9, "log_every": 2}
+    if name == "glann":  # a tiny glo parent first; a matching every 2 steps, as imle's
+        from genshop import configure, train
+        parent = str(tmp_path / "glo-parent")
+        train(configure("glo", **{**few_steps("glo", tmp_path, monkeypatch), "steps": 4,
+                                  "sample_every": 0, "out": parent}), progress=False)
+        return {"data": "mnist", "init_from": parent, "noise_dim": 4, "width": 8, "depth": 1,
+                "batch_size": 16, "pool_factor": 2, "rematch_every": 2, "ema": 0.9,
+                "log_every": 2}
     raise AssertionError(f"family {name} has no few-step config here: add one to few_steps")
 
 
