@@ -65,7 +65,6 @@ from genshop.families import (
     family_of,
     get_family,
     inference,
-    process_rows,
 )
 from genshop.plots import samples_figure, save_figure
 from genshop.progress import StopRequest, progress_bar
@@ -510,8 +509,7 @@ class _Loop:
         `batch_size` rows, each shared out on its own, so batch i of every process is its share
         of global batch i, as `StepInput.split` reads it)."""
         batch = self.rows.batch(step, self.generator)
-        parts = [Batch(*(None if t is None else process_rows(t, self.d.rank, self.d.world_size)
-                         for t in (b.x, b.y, b.index)))
+        parts = [b.process_share(self.d.rank, self.d.world_size)
                  for b in batch.split(self.config.batch_size)]
         return StepInput.of(Batch.cat(parts), self.generator, self.d.rank, self.d.world_size)
 

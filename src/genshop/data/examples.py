@@ -16,10 +16,17 @@ Infrastructure for every trained family of the *Scientific Spaces* posts (GANs o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
+
+
+def process_rows(x: Tensor, rank: int, world_size: int) -> Tensor:
+    """Process `rank`'s rows of a global-batch tensor split into `world_size` equal parts."""
+    n = x.shape[0] // world_size
+    return x[rank * n:(rank + 1) * n]
 
 
 @dataclass
@@ -34,12 +41,20 @@ class Batch:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        """`fn` applied to every field that is there."""
+        return Batch(*(None if t is None else fn(t) for t in (self.x, self.y, self.index)))
+
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(None if t is None else t.to(device) for t in (self.x, self.y, self.index)))
+        return self.map(lambda t: t.to(device))
 
     def part(self, start: int, stop: int) -> Batch:
         """Rows start … stop − 1."""
-        return Batch(*(None if t is None else t[start:stop] for t in (self.x, self.y, self.index)))
+        return self.map(lambda t: t[start:stop])
+
+    def process_share(self, rank: int, world_size: int) -> Batch:
+        """Process `rank`'s rows (`process_rows`) of every field."""
+        return self.map(lambda t: process_rows(t, rank, world_size))
 
     def split(self, size: int) -> list[Batch]:
         """Consecutive parts of `size` rows (the last may be shorter)."""
@@ -77,4 +92,4 @@ class Examples:
         return self.rows(self.draw(n, generator))
 
 
-__all__ = ["Batch", "Examples"]
+__all__ = ["Batch", "Examples", "process_rows"]

@@ -1,8 +1,8 @@
 """Model families: the one contract through which `genshop.engine` trains every model.
 
 Serves the trainable posts of *Scientific Spaces*: GANs (kexue.fm 6016, 6110, 6387), the flow
-(6377), the couplet tagger (6270), the reference digit classifier of the image metrics, and
-GLO/IMLE/GLANN (6394) and VAE/VIB (6181) to come. A family is a subclass of `Family` in a module
+(6377), the couplet tagger (6270), the reference digit classifier of the image metrics,
+GLO/IMLE/GLANN (6394) and VAE/VIB (6181). A family is a subclass of `Family` in a module
 of this package, registered with `@register` (modules here are discovered: a new family is one
 new file). It declares
 
@@ -45,7 +45,7 @@ new file). It declares
 * a run may start from another (`--init-from RUN_DIR`, recorded in config.json): before the first
   step the engine loads the parent run and calls `start_from(parent)` (default: copy the parent's
   modules of the same names); `parent_families()` names the families a parent may be of (default
-  this one). GLANN will train its mapper from a GLO run this way. A parent run was chosen over
+  this one). GLANN trains its mapper from a GLO run this way. A parent run was chosen over
   stages inside one run because each run then stays what a user already knows — one config, one
   schedule, one checkpoint, one page — and the chain is visible in config.json; the parent's
   checkpoint digest is kept in the child's checkpoint and checked on resume;
@@ -74,10 +74,9 @@ from torch import Tensor, nn
 
 from genshop.config import RunConfig
 from genshop.data import Batch, Examples, get_dataset
+from genshop.data.examples import process_rows
 from genshop.errors import BadInputError
 from genshop.registry import Registry
-
-DATA_ORDERS = ("replacement", "epochs")
 
 
 @contextlib.contextmanager
@@ -97,12 +96,6 @@ def require_digits(dataset: Any, family: str) -> None:
     if tuple(dataset.shape) != (1, 28, 28) or not hasattr(dataset, "split"):
         raise BadInputError(f"the {family} family learns the labelled 1×28×28 mnist digits, "
                             f"not {dataset.name}")
-
-
-def process_rows(x: Tensor, rank: int, world_size: int) -> Tensor:
-    """Process `rank`'s rows of a global-batch tensor split into `world_size` equal parts."""
-    n = x.shape[0] // world_size
-    return x[rank * n:(rank + 1) * n]
 
 
 @dataclass
