@@ -19,17 +19,16 @@ matched noise checkpointed). The samples are
 images in [0, 1] (GLO's sigmoid generator) or points.
 
 Parent run. A glann run starts from a trained glo run (`--init-from RUN_DIR`, required;
-`parent_families()` is ("glo",)). Its training rows are the parent's code table (N × k), read
-from the parent's checkpoint directly (`models/codes/weight`; cheaper than rebuilding the GLO
-family with `load_run`), so the parent must stay where it is for the child to train, resume or
-load. The generator is built from the parent's config.json and, in `start_from`, copied from the
+`parent_families()` is ("glo",)). Its training rows are the parent's code table (N × k), read from
+the parent's checkpoint (`genshop.runs.load_state`, `models/codes/weight`; cheaper than rebuilding
+the GLO family with `load_run`), so the parent must stay where it is for the child to train, resume
+or load. The generator is built from the parent's config.json and, in `start_from`, copied from the
 parent's delivered net (its EMA copy when it kept one: the generator GLO samples with). It is
 frozen: no gradient, not in the optimiser, and always in eval mode (`GlannSampler.train`), so its
 BatchNorm layers use the parent's running statistics and never update them; the engine's EMA of a
 frozen parameter, lerp(θ, θ, w), is θ bit for bit, and its buffer copy copies unchanged buffers.
 The delivered net is the one module `GlannSampler` (T and G), so the EMA, `genshop sample`,
-`load_run(d).sample(n)` and `genshop eval` treat a glann run as any generative run.
-"""
+`load_run(d).sample(n)` and `genshop eval` treat a glann run as any generative run. """
 
 from __future__ import annotations
 
@@ -40,7 +39,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genshop import checkpoint
 from genshop.config import AT_LEAST_1, POSITIVE, RunConfig, from_dict, option, read_config_json
 from genshop.data import Examples
 from genshop.errors import BadInputError
@@ -49,8 +47,7 @@ from genshop.families.glo import GloConfig
 from genshop.families.glo import build_generator as glo_generator
 from genshop.families.imle import match_pool
 from genshop.nets import mlp_pair
-
-PARENT_CHECKPOINT = "checkpoint.pt"  # genshop.runs.CHECKPOINT (runs imports the families)
+from genshop.runs import load_state
 
 
 @dataclass
@@ -106,8 +103,7 @@ def parent_config(config: GlannConfig) -> GloConfig:
 
 def parent_codes(config: GlannConfig) -> Tensor:
     """The GLO parent's code table (N, k), from its checkpoint."""
-    state = checkpoint.load(parent_dir(config) / PARENT_CHECKPOINT)
-    return state["models"]["codes"]["weight"].detach().float()
+    return load_state(parent_dir(config))["models"]["codes"]["weight"].detach().float()
 
 
 def squared_distances(codes: Tensor, mapped: Tensor) -> Tensor:
@@ -148,12 +144,12 @@ class GlannFamily(Family):
     def __init__(self, config: GlannConfig, dataset, device: torch.device):
         self.check(config, dataset)
         self.config = config
-        code_dim = parent_config(config).latent_dim
-        mapper = mlp_pair(config.noise_dim, config.width, config.depth, code_dim)[0]
-        self.net = GlannSampler(mapper, glo_generator(parent_config(config), dataset)).to(device)
+        parent = parent_config(config)
+        mapper = mlp_pair(config.noise_dim, config.width, config.depth, parent.latent_dim)[0]
+        self.net = GlannSampler(mapper, glo_generator(parent, dataset)).to(device)
         self.opt = adam(self.net.mapper.parameters(), lr=config.lr)
-        rows = len(self.training_data(config, dataset))
-        self.matched = torch.zeros(rows, config.noise_dim, device=device)
+        # the noise matched to each code: set by the pass before the first step (step 0)
+        self.matched = torch.zeros(0, config.noise_dim, device=device)
         self.pool_distance = float("nan")  # mean squared distance to the matched sample
 
     def modules(self) -> dict[str, nn.Module]:
