@@ -28,7 +28,8 @@ frozen: no gradient, not in the optimiser, and always in eval mode (`GlannSample
 BatchNorm layers use the parent's running statistics and never update them; the engine's EMA of a
 frozen parameter, lerp(θ, θ, w), is θ bit for bit, and its buffer copy copies unchanged buffers.
 The delivered net is the one module `GlannSampler` (T and G), so the EMA, `genshop sample`,
-`load_run(d).sample(n)` and `genshop eval` treat a glann run as any generative run. """
+`load_run(d).sample(n)` and `genshop eval` treat a glann run as any generative run.
+"""
 
 from __future__ import annotations
 
