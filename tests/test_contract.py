@@ -72,4 +72,6 @@ def few_steps(name: str, tmp_path: Path, monkeypatch) -> dict:
 
 @pytest.mark.parametrize("name", family_names())
 def test_every_family_keeps_the_contract(name, tmp_path, monkeypatch, capsys):
-    check_family(name, few_steps(name, tmp_path, monkeypatch), tmp_path, capsys)
+    run = check_family(name, few_steps(name, tmp_path, monkeypatch), tmp_path, capsys)
+    assert run.family.name == name and run.step == 6  # the run load_run rebuilds is this one
+    assert run.has_sampler or run.test_scores()  # it delivers samples or held-out scores

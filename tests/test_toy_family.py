@@ -40,7 +40,8 @@ def state(run: Path) -> dict:
 
 
 def test_the_toy_family_keeps_the_contract(tmp_path, capsys):
-    check_family(NAME, {"data": "ring8", "pass_every": 2, "log_every": 2}, tmp_path, capsys)
+    run = check_family(NAME, {"data": "ring8", "pass_every": 2, "log_every": 2}, tmp_path, capsys)
+    assert run.family.name == NAME and run.step == 6 and not run.has_sampler
 
 
 def test_it_learns_the_labels_and_its_passes_track_it(tmp_path):
